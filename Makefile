@@ -1,0 +1,91 @@
+# pgmedic build.  `make` builds build/pgmedic (optimized).  `make test` installs
+SHELL := /bin/bash
+# what is missing, builds an ASan+UBSan binary in build/asan and runs every test.
+CC      ?= cc
+PKGS    := libevent_core libevent_extra libevent_openssl openssl libpq jansson inih libxxhash
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation
+CFLAGS_COMMON := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS) -pthread
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+CFLAGS_COMMON += -DPGMEDIC_VERSION='"$(VERSION)"'
+
+OPT_CFLAGS  := -O2 -g -DNDEBUG
+ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+SRCS      := $(sort $(wildcard src/*/*.c))
+LIB_SRCS  := $(SRCS)
+MAIN_SRC  := src/main.c
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+
+OBJS      := $(LIB_SRCS:%.c=build/obj/%.o) build/obj/src/main.o
+ASAN_OBJS := $(LIB_SRCS:%.c=build/asan/obj/%.o)
+DEPS      := $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+
+.PHONY: all test unit integration demo bench fuzz fuzz-smoke clean setup asan
+all: build/pgmedic
+
+setup:
+	@./scripts/setup.sh
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT_CFLAGS) -MMD -MP -c $< -o $@
+
+build/asan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(ASAN_CFLAGS) -MMD -MP -c $< -o $@
+
+build/pgmedic: $(OBJS)
+	$(CC) $(OPT_CFLAGS) -pthread -o $@ $^ $(PKG_LIBS) -lm
+
+build/asan/pgmedic: $(ASAN_OBJS) build/asan/obj/src/main.o
+	$(CC) $(ASAN_CFLAGS) -pthread -o $@ $^ $(PKG_LIBS) -lm
+
+build/asan/test_%: tests/unit/test_%.c $(ASAN_OBJS)
+	$(CC) $(CFLAGS_COMMON) $(ASAN_CFLAGS) -Itests/unit -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lm
+
+asan: build/asan/pgmedic
+
+UNIT_BINS := $(UNIT_SRCS:tests/unit/test_%.c=build/asan/test_%)
+
+unit: setup $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $$t; done
+
+integration: setup build/asan/pgmedic build/pgmedic
+	PGMEDIC_BIN=$(CURDIR)/build/asan/pgmedic /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
+
+test: setup
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory integration
+
+demo: setup build/pgmedic
+	./scripts/demo.sh
+
+bench: setup build/pgmedic
+	./bench/pooling.sh
+
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=build/fuzz/fuzz_%)
+FUZZ_LIB_SRCS := $(filter src/pg/% src/core/%,$(LIB_SRCS))
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p build/fuzz
+	clang $(CFLAGS_COMMON) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $^ $(PKG_LIBS) -lm
+
+# Short, bounded run of every fuzz target over its committed corpus (part of make test).
+fuzz-smoke: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; echo "== fuzz $$n"; \
+	  mkdir -p build/fuzz/corpus-$$n; \
+	  $$f -max_total_time=$${FUZZ_SMOKE_SECONDS:-10} -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' ; \
+	  test $${PIPESTATUS[0]:-0} -eq 0; done
+
+# `make fuzz FUZZ_SECONDS=3600` runs every target for as long as asked.
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
+	  $$f -max_total_time=$${FUZZ_SECONDS:-300} -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
+
+clean:
+	rm -rf build
+
+-include $(DEPS)

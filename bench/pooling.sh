@@ -1,0 +1,427 @@
+#!/bin/bash
+# pooling.sh — `make bench`: pgbench throughput of direct PostgreSQL, PgBouncer and pgmedic,
+# measured side by side in one run on the same machine, reported as medians and ratios.
+#
+# One private PostgreSQL 15 (scripts/pgtmp.sh), one PgBouncer and one pgmedic in front of it,
+# both in transaction pooling mode with 20 server connections. pgbench -i once, then ROUNDS
+# rounds; in each round every workload runs against every target, the order of targets
+# rotating from round to round so that none always runs first (warm caches) or last.
+#
+# Workloads (pgbench -c CLIENTS -j JOBS -T DURATION -n ...):
+#   select_simple     -S -M simple       one-line SELECT by primary key, simple query protocol
+#   select_extended   -S -M extended     same, extended protocol (Parse/Bind/Execute each time)
+#   tpcb_simple       -M simple          TPC-B-like read-write transaction (BEGIN..END, 5 statements)
+#   select_connect    -S -C -M simple    a new client connection for every transaction
+#   select_prepared   -S -M prepared     named prepared statements, reused across transactions;
+#                                        PgBouncer 1.18 in transaction mode cannot do this (expected FAIL)
+#
+# Output: a table on stdout, build/bench/pooling.md (markdown), build/bench/results.tsv
+# (one line per run), build/bench/raw/*.log (every pgbench output), and the servers' logs.
+# A run that fails is recorded and the benchmark goes on; the exit status is 1 if any run
+# failed other than PgBouncer's -M prepared, or if pgmedic died.
+#
+# Environment: ROUNDS (3), DURATION (10 s per run), CLIENTS (20), JOBS (2), SCALE (10),
+# POOL_SIZE (20), WORKLOADS (space-separated subset of the names above), PGMEDIC_BIN
+# (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN (PostgreSQL 15 binaries).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+PGMEDIC_BIN=${PGMEDIC_BIN:-$ROOT/build/pgmedic}
+PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+export PGBIN
+PY=/usr/bin/python3
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CLIENTS=${CLIENTS:-20}
+JOBS=${JOBS:-2}
+SCALE=${SCALE:-10}
+POOL_SIZE=${POOL_SIZE:-20}
+ALL_WORKLOADS="select_simple select_extended tpcb_simple select_connect select_prepared"
+WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
+TARGETS=(direct pgbouncer pgmedic)
+DB=bench
+OUT=$ROOT/build/bench
+
+say()  { printf '== %s\n' "$*"; }
+die()  { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+workload_args() {
+    case $1 in
+        select_simple)   echo "-S -M simple" ;;
+        select_extended) echo "-S -M extended" ;;
+        tpcb_simple)     echo "-M simple" ;;
+        select_connect)  echo "-S -C -M simple" ;;
+        select_prepared) echo "-S -M prepared" ;;
+        *) return 1 ;;
+    esac
+}
+
+for v in ROUNDS DURATION CLIENTS JOBS SCALE POOL_SIZE; do
+    case ${!v} in ''|*[!0-9]*|0) die "$v must be a positive integer (got '${!v}')" ;; esac
+done
+for w in $WORKLOADS; do
+    workload_args "$w" >/dev/null || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
+done
+[ -x "$PGMEDIC_BIN" ]   || die "pgmedic binary not found at $PGMEDIC_BIN (run 'make' or set PGMEDIC_BIN)"
+[ -x "$PGBOUNCER_BIN" ] || die "pgbouncer not found at $PGBOUNCER_BIN (apt-get install pgbouncer)"
+[ -x "$PGBIN/pgbench" ] || die "pgbench not found in $PGBIN (install postgresql-15)"
+[ -x "$PY" ]            || die "$PY is required"
+
+TMP=$(mktemp -d /tmp/pgmedic-bench.XXXXXX)
+chmod 755 "$TMP"            # the postgres user must reach $TMP/pg and $TMP/pgbouncer
+rm -rf "$OUT"
+mkdir -p "$OUT/raw"
+PG_STARTED=0
+PGBOUNCER_PID=""
+PGMEDIC_PID=""
+
+stop_pid() {    # stop_pid PID NAME: SIGTERM (SIGINT for PgBouncer), SIGKILL after 10 s; returns the exit status
+    local pid=$1 name=$2 _ st=0 sig=TERM
+    [ -n "$pid" ] || return 0
+    # PgBouncer treats SIGTERM as "fast exit" (status 1); SIGINT is its clean shutdown.
+    [ "$name" != pgbouncer ] || sig=INT
+    kill -"$sig" "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "bench: $name ignored SIGTERM for 10 s; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || st=$?
+    return "$st"
+}
+
+# shellcheck disable=SC2317  # called from the EXIT trap
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM ERR
+    if [ -n "$PGMEDIC_PID" ]; then stop_pid "$PGMEDIC_PID" pgmedic; fi
+    if [ -n "$PGBOUNCER_PID" ]; then stop_pid "$PGBOUNCER_PID" pgbouncer; fi
+    if [ "$PG_STARTED" = 1 ]; then
+        cp "$TMP/pg/postgres.log" "$OUT/postgres.log" 2>/dev/null
+        "$ROOT/scripts/pgtmp.sh" stop "$TMP/pg" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+    [ "$rc" = 0 ] || echo "bench: exit status $rc. Logs and raw output: $OUT" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "bench: error: command failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_ports() {   # free_ports N: N distinct free TCP ports on 127.0.0.1
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+for s in socks:
+    print(s.getsockname()[1]); s.close()
+EOF
+}
+
+wait_listening() {  # wait_listening PORT PID NAME
+    local port=$1 pid=$2 name=$3 _
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$OUT/$name.log" >&2; die "$name exited during startup"; }
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "$name is not listening on 127.0.0.1:$port after 15 s"
+}
+
+# PgBouncer refuses to run as root: run it as the postgres system user. setpriv execs the
+# program, so $! of the background job is PgBouncer's own pid (a shell function would
+# leave a subshell in between, and SIGTERM would not reach PgBouncer).
+AS_POSTGRES=()
+if [ "$(id -u)" = 0 ]; then
+    AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+fi
+
+psql_direct() {
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qAtX -v ON_ERROR_STOP=1 "$@"
+}
+
+# --- servers --------------------------------------------------------------------------
+PORTS=$(free_ports 3)
+# shellcheck disable=SC2086  # split the ports on purpose
+set -- $PORTS
+BPORT=$1 MPORT=$2 HPORT=$3
+
+say "PostgreSQL 15 (private cluster, max_connections 200, fsync off)"
+PG_STARTED=1
+PGPORT=$(PGTMP_MAX_CONNECTIONS=200 "$ROOT/scripts/pgtmp.sh" start "$TMP/pg" 2>"$OUT/pgtmp.log") \
+    || { cat "$OUT/pgtmp.log" >&2; die "could not start PostgreSQL"; }
+psql_direct -c "CREATE DATABASE $DB" postgres
+
+say "pgbench -i -s $SCALE (direct)"
+"$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -i -s "$SCALE" -q "$DB" >"$OUT/init.log" 2>&1 \
+    || { tail -n 20 "$OUT/init.log" >&2; die "pgbench -i failed"; }
+
+say "PgBouncer $("$PGBOUNCER_BIN" --version 2>/dev/null | head -n 1 | awk '{print $2}') on 127.0.0.1:$BPORT (transaction pooling, pool $POOL_SIZE)"
+mkdir -p "$TMP/pgbouncer"
+# PgBouncer needs an auth_file even with auth_type = trust: the user must be listed.
+echo '"postgres" ""' >"$TMP/pgbouncer/userlist.txt"
+cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+$DB = host=127.0.0.1 port=$PGPORT dbname=$DB user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BPORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/pgbouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = 1000
+admin_users = postgres
+ignore_startup_parameters = extra_float_digits
+; per-connection log lines would cost PgBouncer time in the -C workload
+log_connections = 0
+log_disconnections = 0
+log_stats = 0
+EOF
+[ "$(id -u)" != 0 ] || chown -R postgres: "$TMP/pgbouncer"
+"${AS_POSTGRES[@]}" "$PGBOUNCER_BIN" "$TMP/pgbouncer/pgbouncer.ini" >"$OUT/pgbouncer.log" 2>&1 &
+PGBOUNCER_PID=$!
+wait_listening "$BPORT" "$PGBOUNCER_PID" pgbouncer
+
+say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, metrics on :$HPORT)"
+"$PGMEDIC_BIN" --listen "127.0.0.1:$MPORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
+    --pool-mode transaction --pool-size "$POOL_SIZE" --http "127.0.0.1:$HPORT" \
+    >"$OUT/pgmedic.log" 2>&1 &
+PGMEDIC_PID=$!
+wait_listening "$MPORT" "$PGMEDIC_PID" pgmedic
+
+target_port() {
+    case $1 in
+        direct) echo "$PGPORT" ;;
+        pgbouncer) echo "$BPORT" ;;
+        pgmedic) echo "$MPORT" ;;
+    esac
+}
+target_pid() {
+    case $1 in
+        pgbouncer) echo "$PGBOUNCER_PID" ;;
+        pgmedic) echo "$PGMEDIC_PID" ;;
+        *) echo "" ;;
+    esac
+}
+
+# --- runs -----------------------------------------------------------------------------
+# shellcheck disable=SC2086  # one workload name per word
+nwl=$(printf '%s\n' $WORKLOADS | wc -l)
+total=$((ROUNDS * nwl * ${#TARGETS[@]}))
+say "$total runs: $ROUNDS rounds x $nwl workloads x ${#TARGETS[@]} targets, ${DURATION} s each," \
+    "$CLIENTS clients, $JOBS pgbench threads (about $((total * (DURATION + 1) / 60 + 1)) min)"
+printf 'round\tworkload\ttarget\tstatus\texit\tlog\n' >"$OUT/results.tsv"
+DEAD=""     # targets whose process died: their remaining runs are skipped
+n=0
+for round in $(seq "$ROUNDS"); do
+    for w in $WORKLOADS; do
+        for i in "${!TARGETS[@]}"; do
+            t=${TARGETS[$(( (i + round - 1) % ${#TARGETS[@]} ))]}
+            n=$((n + 1))
+            log="raw/r$round-$w-$t.log"
+            pid=$(target_pid "$t")
+            st=0
+            if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+                case " $DEAD " in *" $t "*) ;; *) DEAD="$DEAD $t"; echo "bench: $t is no longer running (see $OUT/$t.log)" >&2 ;; esac
+                echo "skipped: $t was not running any more (see build/bench/$t.log)" >"$OUT/$log"
+                status=skipped st=0
+            else
+                # Same starting point for every run: dirty buffers from earlier TPC-B runs flushed.
+                psql_direct -c CHECKPOINT postgres
+                # shellcheck disable=SC2046
+                timeout -k 5 $((DURATION + 60)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$(target_port "$t")" \
+                    -U postgres -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -n $(workload_args "$w") "$DB" \
+                    >"$OUT/$log" 2>&1 || st=$?
+                case $st in
+                    0) status=ok ;;
+                    124|137) status=timeout ;;
+                    *) status=fail ;;
+                esac
+            fi
+            tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/$log" | head -n 1)
+            printf '[%3d/%d] round %d  %-16s %-10s %s\n' "$n" "$total" "$round" "$w" "$t" \
+                "$(case $status in
+                     ok) echo "tps ${tps:-?}" ;;
+                     skipped) echo "SKIPPED ($t is not running)" ;;
+                     *) echo "${status^^} (exit $st, see build/bench/$log)" ;;
+                   esac)"
+            printf '%d\t%s\t%s\t%s\t%d\t%s\n' "$round" "$w" "$t" "$status" "$st" "$log" >>"$OUT/results.tsv"
+        done
+    done
+done
+
+# pgmedic's own view of the benchmark, for the record.
+"$PY" - "http://127.0.0.1:$HPORT/metrics" "$OUT/pgmedic-metrics.txt" <<'EOF' || echo "bench: could not fetch pgmedic /metrics (ignored)" >&2
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        open(sys.argv[2], "wb").write(r.read())
+except Exception as e:
+    sys.exit("bench: %s: %s" % (sys.argv[1], e))
+EOF
+
+# --- report ---------------------------------------------------------------------------
+say "results (median of $ROUNDS rounds; ratio > 1 means pgmedic is faster)"
+echo
+ver() { timeout -k 1 2 "$1" --version 2>/dev/null </dev/null | head -n 1; }
+pgmedic_ver=$(ver "$PGMEDIC_BIN")
+[ -n "$pgmedic_ver" ] || pgmedic_ver="version $(cat "$ROOT/VERSION" 2>/dev/null || echo '?')"
+rc=0
+"$PY" - "$OUT" "$ROUNDS" "$DURATION" "$CLIENTS" "$JOBS" "$SCALE" "$POOL_SIZE" \
+    "$(ver "$PGBIN/postgres")" "$(ver "$PGBOUNCER_BIN")" "$pgmedic_ver" "$(nproc)" <<'EOF' || rc=$?
+import os, re, statistics, sys, time
+
+out, rounds, duration, clients, jobs, scale, pool = sys.argv[1:8]
+pg_ver, pgb_ver, pgm_ver, ncpu = sys.argv[8:12]
+TARGETS = ["direct", "pgbouncer", "pgmedic"]
+ORDER = ["select_simple", "select_extended", "tpcb_simple", "select_connect", "select_prepared"]
+LABEL = {
+    "select_simple": "-S -M simple",
+    "select_extended": "-S -M extended",
+    "tpcb_simple": "TPC-B -M simple",
+    "select_connect": "-S -C -M simple",
+    "select_prepared": "-S -M prepared",
+}
+EXPECTED_FAIL = {("select_prepared", "pgbouncer")}
+
+runs = {}   # (workload, target) -> list of dict(status, tps, lat, round)
+with open(os.path.join(out, "results.tsv")) as f:
+    next(f)
+    for line in f:
+        rnd, w, t, status, code, log = line.rstrip("\n").split("\t")
+        r = {"round": int(rnd), "status": status, "code": int(code), "log": log}
+        try:
+            text = open(os.path.join(out, log), errors="replace").read()
+        except OSError:
+            text = ""
+        m = re.search(r"^tps = ([0-9.]+)", text, re.M)
+        r["tps"] = float(m.group(1)) if m else None
+        m = re.search(r"^latency average = ([0-9.]+) ms", text, re.M)
+        r["lat"] = float(m.group(1)) if m else None
+        if r["status"] == "ok" and r["tps"] is None:
+            r["status"] = "fail"     # finished without a result line: count it as a failure
+        m = re.search(r"ERROR:\s*(.*)", text) or re.search(r"(?:error|FATAL):\s*(.*)", text)
+        r["error"] = m.group(1).strip()[:120] if m else ""
+        runs.setdefault((w, t), []).append(r)
+
+workloads = [w for w in ORDER if any((w, t) in runs for t in TARGETS)]
+
+def med(w, t, key):
+    vals = [r[key] for r in runs.get((w, t), []) if r["status"] == "ok" and r[key] is not None]
+    return statistics.median(vals) if vals else None
+
+def cell(w, t, key, fmt):
+    rs = runs.get((w, t), [])
+    v = med(w, t, key)
+    if v is None:
+        return "FAIL" if rs else "-"
+    s = fmt % v
+    ok = sum(1 for r in rs if r["status"] == "ok")
+    return s if ok == len(rs) else "%s (%d/%d ok)" % (s, ok, len(rs))
+
+def ratio(w, a, b):
+    x, y = med(w, a, "tps"), med(w, b, "tps")
+    return "%.2f" % (x / y) if x is not None and y else "-"
+
+head = ["workload", "direct tps", "pgbouncer tps", "pgmedic tps", "pgmedic/pgbouncer",
+        "pgmedic/direct", "direct lat ms", "pgbouncer lat ms", "pgmedic lat ms"]
+rows = []
+for w in workloads:
+    rows.append([LABEL[w]] + [cell(w, t, "tps", "%.0f") for t in TARGETS]
+                + [ratio(w, "pgmedic", "pgbouncer"), ratio(w, "pgmedic", "direct")]
+                + [cell(w, t, "lat", "%.3f") for t in TARGETS])
+
+widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+def line(cells):
+    return "  ".join(str(c).ljust(wd) if i == 0 else str(c).rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths)))
+print(line(head))
+print(line(["-" * wd for wd in widths]))
+for r in rows:
+    print(line(r))
+
+failures, unexpected = [], []
+for (w, t), rs in sorted(runs.items()):
+    for r in rs:
+        if r["status"] != "ok":
+            if r["status"] == "skipped":
+                note = "%s %s round %d: SKIPPED (%s was not running)" % (LABEL[w], t, r["round"], t)
+            else:
+                note = "%s %s round %d: %s (exit %d)%s" % (LABEL[w], t, r["round"], r["status"].upper(),
+                                                          r["code"], ": " + r["error"] if r["error"] else "")
+            failures.append(note)
+            if (w, t) not in EXPECTED_FAIL:
+                unexpected.append(note)
+if failures:
+    print()
+    print("failed runs (raw output in build/bench/raw/):")
+    for note in failures:
+        print("  " + note)
+if any((w, t) in EXPECTED_FAIL and any(r["status"] != "ok" for r in runs[(w, t)]) for (w, t) in runs):
+    print("  (PgBouncer 1.18 does not support protocol-level prepared statements in transaction mode: expected)")
+
+md = []
+md.append("# Pooling benchmark: direct PostgreSQL vs PgBouncer vs pgmedic")
+md.append("")
+md.append("Run %s on %s CPU(s). %s; %s; pgmedic: %s." % (time.strftime("%Y-%m-%d %H:%M:%S %Z"), ncpu,
+          pg_ver or "PostgreSQL ?", pgb_ver or "PgBouncer ?", pgm_ver or "?"))
+md.append("pgbench -c %s -j %s -T %s, scale %s; both poolers in transaction mode with %s server "
+          "connections. Medians of %s rounds, targets in rotating order. Ratios compare median tps: "
+          "> 1 means pgmedic is faster." % (clients, jobs, duration, scale, pool, rounds))
+md.append("")
+md.append("| " + " | ".join(head) + " |")
+md.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+for r in rows:
+    md.append("| " + " | ".join(str(c) for c in r) + " |")
+md.append("")
+md.append("All runs (tps):")
+md.append("")
+md.append("| workload | round | direct | pgbouncer | pgmedic |")
+md.append("|---|---:|---:|---:|---:|")
+for w in workloads:
+    for rnd in range(1, int(rounds) + 1):
+        cells = []
+        for t in TARGETS:
+            r = next((r for r in runs.get((w, t), []) if r["round"] == rnd), None)
+            cells.append("-" if r is None else ("%.0f" % r["tps"] if r["status"] == "ok" else r["status"].upper()))
+        md.append("| %s | %d | %s |" % (LABEL[w], rnd, " | ".join(cells)))
+if failures:
+    md.append("")
+    md.append("Failed runs:")
+    md.append("")
+    for note in failures:
+        md.append("- " + note)
+with open(os.path.join(out, "pooling.md"), "w") as f:
+    f.write("\n".join(md) + "\n")
+
+sys.exit(1 if unexpected else 0)
+EOF
+
+echo
+if [ -n "$DEAD" ]; then
+    echo "bench: died during the benchmark:$DEAD (see its log in build/bench/)" >&2
+    rc=1
+fi
+for t in pgmedic pgbouncer; do
+    pid=$(target_pid "$t")
+    [ -n "$pid" ] || continue
+    st=0
+    stop_pid "$pid" "$t" || st=$?
+    if [ "$t" = pgmedic ]; then PGMEDIC_PID=""; else PGBOUNCER_PID=""; fi
+    case $st in
+        0|130|143) ;;
+        *) case " $DEAD " in *" $t "*) ;; *) echo "bench: $t exited with status $st on SIGTERM" >&2; rc=1 ;; esac ;;
+    esac
+done
+say "table: build/bench/pooling.md; per-run results: build/bench/results.tsv; raw pgbench output: build/bench/raw/"
+[ "$rc" = 0 ] || echo "bench: some runs failed unexpectedly (see above)" >&2
+exit "$rc"

@@ -1,0 +1,17 @@
+/* http.h - the HTTP endpoint (--http): /metrics in Prometheus text format. */
+#ifndef PGMEDIC_HTTP_H
+#define PGMEDIC_HTTP_H
+
+#include <stddef.h>
+
+struct proxy;
+struct evbuffer;
+
+/* Binds host:port on the proxy's event base. 0, or -1 with err. */
+int http_start(struct proxy *p, const char *host, int port, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+void http_stop(struct proxy *p);
+/* Renders every metric into buf (pure: reads proxy state only). */
+void metrics_render(struct proxy *p, struct evbuffer *buf);
+
+#endif

@@ -1,0 +1,118 @@
+/* cancel.c - forwarding a client's CancelRequest to the backend that runs its
+ * query.  The client knows only the BackendKeyData pgmedic made up for it; the
+ * real one belongs to whichever server connection the client is linked to now. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+struct cancel_job {
+	int fd;
+	struct event *ev;
+	uint8_t pkt[16];
+};
+
+static void cancel_done(struct cancel_job *j)
+{
+	event_free(j->ev);
+	close(j->fd);
+	free(j);
+}
+
+static void cancel_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cancel_job *j = arg;
+	if (what & EV_TIMEOUT) {
+		log_warn("cancel request: timed out connecting to the server");
+		cancel_done(j);
+		return;
+	}
+	int err = 0;
+	socklen_t el = sizeof(err);
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	if (err || send(fd, j->pkt, sizeof(j->pkt), MSG_NOSIGNAL) != (ssize_t)sizeof(j->pkt))
+		log_warn("cancel request: could not send to the server: %s", strerror(err ? err : errno));
+	cancel_done(j);
+}
+
+void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key)
+{
+	struct client *target = NULL;
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->all_clients)
+	{
+		struct client *cl = list_entry(it, struct client, all_node);
+		if (cl->cancel_pid == pid && cl->cancel_key == key) {
+			target = cl;
+			break;
+		}
+	}
+	if (!target) {
+		log_info("cancel request for an unknown client key: ignored");
+		return;
+	}
+	struct server *sv = target->server;
+	if (!sv || sv->state != SV_ACTIVE || !sv->backend_pid) {
+		log_info("C-%llu: cancel request while no query is running: ignored", (unsigned long long)target->id);
+		return;
+	}
+	struct pool *pool = sv->pool;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	if (pool->host[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", pool->host, pool->port);
+		sl = sizeof(*un);
+	} else {
+		struct addrinfo hints = {0}, *res = NULL;
+		char port[16];
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		snprintf(port, sizeof(port), "%d", pool->port);
+		if (getaddrinfo(pool->host, port, &hints, &res) != 0 || !res) {
+			log_warn("cancel request: cannot resolve %s", pool->host);
+			return;
+		}
+		memcpy(&ss, res->ai_addr, res->ai_addrlen);
+		sl = res->ai_addrlen;
+		freeaddrinfo(res);
+	}
+	struct cancel_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (j->fd < 0) {
+		free(j);
+		return;
+	}
+	pg_put_u32(j->pkt, 16);
+	pg_put_u32(j->pkt + 4, PG_CANCEL_REQUEST);
+	pg_put_u32(j->pkt + 8, sv->backend_pid);
+	pg_put_u32(j->pkt + 12, sv->backend_key);
+	if (connect(j->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+		log_warn("cancel request: connect failed: %s", strerror(errno));
+		close(j->fd);
+		free(j);
+		return;
+	}
+	j->ev = event_new(p->base, j->fd, EV_WRITE, cancel_cb, j);
+	struct timeval tv = {5, 0};
+	if (!j->ev || event_add(j->ev, &tv) < 0) {
+		if (j->ev)
+			event_free(j->ev);
+		close(j->fd);
+		free(j);
+		return;
+	}
+	log_info("C-%llu: forwarding cancel request to backend %u", (unsigned long long)target->id, sv->backend_pid);
+}

@@ -1,0 +1,825 @@
+/* client.c - the application side: startup, TLS, authentication, then forwarding
+ * requests to the linked server while tracking where each request ends, so that
+ * the pool knows when a server connection can be handed to somebody else. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "pg/md5.h"
+#include "proxy/proxy.h"
+
+enum login_step {
+	LS_STARTUP,      /* expecting a startup packet (or SSLRequest / CancelRequest) */
+	LS_TLS,          /* TLS handshake in progress */
+	LS_AUTH_MD5,     /* sent AuthenticationMD5Password */
+	LS_AUTH_SASL1,   /* sent AuthenticationSASL, expecting SASLInitialResponse */
+	LS_AUTH_SASL2,   /* sent SASLContinue, expecting SASLResponse */
+	LS_AUTH_FAIL,    /* unknown user: ask anyway, then refuse (no user enumeration) */
+};
+
+#define AUTH_MSG_MAX 8192
+
+static void client_event(evutil_socket_t fd, short what, void *arg);
+
+const char *client_state_name(enum client_state s)
+{
+	static const char *n[] = {"login", "welcome", "idle", "waiting", "active", "dead"};
+	return n[s];
+}
+
+#define CLOG(lvl, cl, fmt, ...)                                                                  \
+	log_msg(lvl, "C-%llu %s %s@%s: " fmt, (unsigned long long)(cl)->id, (cl)->addr,          \
+		(cl)->user ? (cl)->user : "?", (cl)->database ? (cl)->database : "?", ##__VA_ARGS__)
+
+static void send_buf(struct client *cl, struct pg_buf *b)
+{
+	if (b->failed) {
+		client_close(cl, "out of memory building a message");
+		return;
+	}
+	if (conn_send(&cl->c, b->data, b->len) == CONN_IO_ERROR)
+		CLOG(LOG_DEBUG, cl, "write failed: %s", cl->c.error);
+}
+
+void client_send_error(struct client *cl, const char *severity, const char *sqlstate, const char *msg)
+{
+	struct pg_buf b;
+	pgb_init(&b);
+	pgb_error(&b, severity, sqlstate, msg);
+	send_buf(cl, &b);
+	pgb_free(&b);
+}
+
+void client_fatal(struct client *cl, const char *sqlstate, const char *msg)
+{
+	if (cl->state == CL_DEAD)
+		return;
+	/* During the TLS handshake no plaintext may go out; just close. */
+	if (!cl->c.tls_handshaking)
+		client_send_error(cl, "FATAL", sqlstate, msg);
+	client_close(cl, msg);
+}
+
+void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen)
+{
+	struct client *cl = calloc(1, sizeof(*cl));
+	if (!cl || set_nonblocking(fd) < 0 || conn_init(&cl->c, p->base, fd, client_event, cl) < 0) {
+		log_error("cannot set up a new client connection: out of memory");
+		free(cl);
+		close(fd);
+		return;
+	}
+	cl->proxy = p;
+	cl->id = ++p->next_id;
+	cl->state = CL_LOGIN;
+	cl->connect_time = cl->last_active = now_sec();
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		char a[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a));
+		snprintf(cl->addr, sizeof(cl->addr), "%s:%u", a, ntohs(in->sin_port));
+		cl->loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		char a[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
+		snprintf(cl->addr, sizeof(cl->addr), "[%s]:%u", a, ntohs(in6->sin6_port));
+		cl->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+	} else {
+		snprintf(cl->addr, sizeof(cl->addr), "unix");
+		cl->loopback = true;
+	}
+	(void)salen;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	list_init(&cl->node);
+	list_add_tail(&p->all_clients, &cl->all_node);
+	list_add_tail(&p->login_clients, &cl->node);
+	p->n_clients++;
+	p->client_connections_total++;
+	/* Pick a BackendKeyData no other client has: cancel requests are routed by it. */
+	for (;;) {
+		uint32_t v[2];
+		if (RAND_bytes((unsigned char *)v, sizeof(v)) != 1) {
+			v[0] = (uint32_t)random();
+			v[1] = (uint32_t)random();
+		}
+		cl->cancel_pid = (v[0] & 0x3fffffff) | 1;
+		cl->cancel_key = v[1];
+		bool clash = false;
+		struct list *it, *tmp;
+		list_for_each_safe(it, tmp, &p->all_clients)
+		{
+			struct client *o = list_entry(it, struct client, all_node);
+			if (o != cl && o->cancel_pid == cl->cancel_pid) {
+				clash = true;
+				break;
+			}
+		}
+		if (!clash)
+			break;
+	}
+	if (p->n_clients > p->cfg->max_client_conn) {
+		CLOG(LOG_WARNING, cl, "closing: max_client_conn (%d) reached", p->cfg->max_client_conn);
+		client_fatal(cl, "53300", "sorry, too many clients already (pgmedic max_client_conn)");
+		return;
+	}
+	if (p->shutting_down) {
+		client_fatal(cl, "57P03", "pgmedic is shutting down");
+		return;
+	}
+	conn_want_read(&cl->c, true);
+}
+
+static void client_unlink_server(struct client *cl)
+{
+	struct server *sv = cl->server;
+	if (!sv)
+		return;
+	/* A server can go back to the pool only at a clean protocol boundary, outside a
+	 * transaction; anything else is closed rather than handed on dirty. */
+	bool clean = sv->state == SV_ACTIVE && sv->tx_status == 'I' && cl->pending_rfq == 0 &&
+		     !cl->in_extended && cl->stream_left == 0 && sv->stream_left == 0 &&
+		     conn_out_pending(&sv->c) == 0;
+	cl->server = NULL;
+	sv->client = NULL;
+	if (!clean) {
+		server_close(sv, sv->state == SV_SETUP ? "client left during server setup"
+						       : "client left in the middle of a transaction or request");
+		return;
+	}
+	if (sv->pool->mode == POOL_SESSION && sv->proxy->cfg->server_reset_query &&
+	    sv->proxy->cfg->server_reset_query[0])
+		server_begin_reset(sv);
+	else
+		pool_server_ready(sv);
+}
+
+void client_close(struct client *cl, const char *reason)
+{
+	if (cl->state == CL_DEAD)
+		return;
+	struct proxy *p = cl->proxy;
+	/* Ordinary goodbyes are debug-level; everything else says why at info. */
+	bool ordinary = strcmp(reason, "client sent Terminate") == 0 || strcmp(reason, "cancel request handled") == 0;
+	if (cl->state == CL_LOGIN && !cl->auth_ok)
+		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing during login: %s", reason);
+	else
+		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing: %s", reason);
+	client_unlink_server(cl);
+	/* Last chance for queued output (an ErrorResponse explaining the close). */
+	if (conn_out_pending(&cl->c) && !cl->c.tls_handshaking)
+		(void)conn_flush(&cl->c);
+	conn_close(&cl->c);
+	if (cl->pool)
+		pool_client_move(cl, CL_DEAD); /* off its pool list, counters updated */
+	list_del(&cl->node);
+	cl->state = CL_DEAD;
+	list_del(&cl->all_node);
+	list_add_tail(&p->dead_clients, &cl->node);
+	p->n_clients--;
+	proxy_schedule_reap(p);
+}
+
+/* ---------------------------------------------------------------- login ---- */
+
+static void set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = v ? strdup(v) : NULL;
+}
+
+static void add_extra(struct client *cl, const char *name, const char *value)
+{
+	for (size_t i = 0; i < cl->nextra; i++)
+		if (strcasecmp(cl->extra[i].name, name) == 0) {
+			set_str(&cl->extra[i].value, value);
+			return;
+		}
+	struct param_kv *n = realloc(cl->extra, (cl->nextra + 1) * sizeof(*n));
+	if (!n)
+		return;
+	cl->extra = n;
+	cl->extra[cl->nextra].name = strdup(name);
+	cl->extra[cl->nextra].value = strdup(value);
+	cl->nextra++;
+}
+
+static void set_param(struct client *cl, const char *name, const char *value)
+{
+	int idx = pg_tracked_param_index(name);
+	if (idx >= 0)
+		set_str(&cl->want[idx], value);
+	else
+		add_extra(cl, name, value);
+}
+
+/* libpq's `options`: "-c name=value" or "--name=value" items, backslash escapes. */
+static int parse_options(struct client *cl, const char *opts, char *err, size_t errlen)
+{
+	const char *p = opts;
+	char tok[1024];
+	bool expect_c = false;
+	while (*p) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		size_t n = 0;
+		while (*p && *p != ' ' && *p != '\t') {
+			if (*p == '\\' && p[1])
+				p++;
+			if (n + 1 >= sizeof(tok)) {
+				snprintf(err, errlen, "startup option too long");
+				return -1;
+			}
+			tok[n++] = *p++;
+		}
+		tok[n] = 0;
+		const char *kv = NULL;
+		if (expect_c) {
+			kv = tok;
+			expect_c = false;
+		} else if (strcmp(tok, "-c") == 0) {
+			expect_c = true;
+			continue;
+		} else if (strncmp(tok, "-c", 2) == 0) {
+			kv = tok + 2;
+		} else if (strncmp(tok, "--", 2) == 0) {
+			kv = tok + 2;
+		} else {
+			snprintf(err, errlen, "unsupported startup option \"%s\" (only -c name=value is supported)", tok);
+			return -1;
+		}
+		char *eq = strchr(kv, '=');
+		if (!eq) {
+			snprintf(err, errlen, "-c %s requires a value", kv);
+			return -1;
+		}
+		*eq = 0;
+		/* "--search-path" style names use dashes for underscores, as postgres does. */
+		for (char *q = (char *)kv; *q; q++)
+			if (*q == '-')
+				*q = '_';
+		set_param(cl, kv, eq + 1);
+	}
+	return 0;
+}
+
+static void auth_request_md5(struct client *cl)
+{
+	struct pg_buf b;
+	if (RAND_bytes(cl->md5_salt, 4) != 1)
+		memset(cl->md5_salt, 0x5a, 4);
+	pgb_init(&b);
+	pgb_auth(&b, PG_AUTH_MD5, cl->md5_salt, 4);
+	send_buf(cl, &b);
+	pgb_free(&b);
+}
+
+static void auth_request_sasl(struct client *cl)
+{
+	struct pg_buf b;
+	static const char mechs[] = "SCRAM-SHA-256\0"; /* list ends with an empty name */
+	pgb_init(&b);
+	pgb_auth(&b, PG_AUTH_SASL, mechs, sizeof(mechs));
+	send_buf(cl, &b);
+	pgb_free(&b);
+}
+
+static void auth_failed(struct client *cl)
+{
+	char msg[256];
+	cl->proxy->client_login_failures++;
+	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", cl->user);
+	client_fatal(cl, "28P01", msg);
+}
+
+static void auth_done(struct client *cl)
+{
+	struct proxy *p = cl->proxy;
+	const struct db_entry *db = config_find_db(p->cfg, cl->database);
+	if (!db) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "database \"%s\" does not exist", cl->database);
+		client_fatal(cl, "3D000", msg);
+		return;
+	}
+	struct pool *pool = pool_get(p, cl->database, cl->user, db);
+	if (!pool) {
+		client_fatal(cl, "53200", "out of memory");
+		return;
+	}
+	/* Teach the pool how to log in upstream as this user, if it has nothing better. */
+	if (cl->have_pass_key && !pool->cred.password) {
+		memcpy(pool->cred.client_key, cl->pass_client_key, SCRAM_KEY_LEN);
+		pool->cred.secret = cl->scram.secret;
+		pool->cred.have_scram_keys = true;
+	}
+	cl->auth_ok = true;
+	cl->pool = pool;
+	struct pg_buf b;
+	pgb_init(&b);
+	pgb_auth(&b, PG_AUTH_OK, NULL, 0);
+	send_buf(cl, &b);
+	pgb_free(&b);
+	if (cl->state == CL_DEAD)
+		return;
+	list_del(&cl->node);
+	cl->state = CL_LOGIN; /* not on a pool list yet */
+	if (pool->have_welcome) {
+		client_finish_welcome(cl);
+	} else {
+		pool_client_move(cl, CL_WELCOME);
+		conn_want_read(&cl->c, false);
+		pool_maybe_launch(pool);
+	}
+}
+
+void client_finish_welcome(struct client *cl)
+{
+	struct pool *pool = cl->pool;
+	struct pg_buf b;
+	pgb_init(&b);
+	/* Replay the server's ParameterStatus set, with this client's own startup values
+	 * where it chose them (they will be applied to whichever server it gets). */
+	struct pg_reader r;
+	pgr_init(&r, pool->welcome.data, pool->welcome.len);
+	while (pgr_left(&r) > 5) {
+		uint8_t t = pgr_u8(&r);
+		uint32_t len = pgr_u32(&r);
+		if (r.err || len < 4 || len - 4 > pgr_left(&r))
+			break;
+		const uint8_t *body = pgr_bytes(&r, len - 4);
+		if (t != 'S')
+			continue;
+		struct pg_reader br;
+		pgr_init(&br, body, len - 4);
+		const char *name = pgr_cstr(&br, NULL);
+		const char *val = pgr_cstr(&br, NULL);
+		if (!name || !val)
+			continue;
+		int idx = pg_tracked_param_index(name);
+		if (idx >= 0 && cl->want[idx])
+			val = cl->want[idx];
+		pgb_param_status(&b, name, val);
+	}
+	pgb_backend_key(&b, cl->cancel_pid, cl->cancel_key);
+	pgb_ready(&b, 'I');
+	send_buf(cl, &b);
+	pgb_free(&b);
+	if (cl->state == CL_DEAD)
+		return;
+	pool_client_move(cl, CL_IDLE);
+	CLOG(LOG_DEBUG, cl, "login complete");
+	conn_want_read(&cl->c, true);
+	if (conn_in_avail(&cl->c))
+		client_process(cl);
+}
+
+static void start_auth(struct client *cl)
+{
+	struct proxy *p = cl->proxy;
+	const struct config *cfg = p->cfg;
+	if (cfg->auth_type == AUTH_TRUST) {
+		auth_done(cl);
+		return;
+	}
+	const char *secret = NULL;
+	const struct user_entry *ue = userlist_find(&p->users, cl->user);
+	if (ue) {
+		secret = ue->secret;
+	} else {
+		const struct db_entry *db = config_find_db(cfg, cl->database);
+		if (db && db->password && (!db->user || strcmp(db->user, cl->user) == 0))
+			secret = db->password;
+	}
+	enum secret_kind kind = secret ? secret_kind_of(secret) : SECRET_PLAIN;
+	cl->have_secret = secret != NULL && strlen(secret) < sizeof(cl->secret);
+	if (cl->have_secret)
+		strcpy(cl->secret, secret);
+
+	bool use_scram = cfg->auth_type == AUTH_SCRAM || kind == SECRET_SCRAM;
+	if (use_scram && cl->have_secret && kind == SECRET_MD5) {
+		/* As PostgreSQL: an md5 hash cannot answer a SCRAM exchange. */
+		CLOG(LOG_WARNING, cl, "auth_type is scram-sha-256 but the auth file holds an md5 hash for this user");
+		cl->have_secret = false;
+	}
+	if (!use_scram) {
+		if (cl->have_secret && kind == SECRET_PLAIN) {
+			char m[PG_MD5_LEN + 1];
+			pg_md5_secret(cl->secret, cl->user, m);
+			strcpy(cl->secret, m);
+		}
+		cl->login_step = cl->have_secret ? LS_AUTH_MD5 : LS_AUTH_FAIL;
+		auth_request_md5(cl);
+		return;
+	}
+	struct scram_secret ss;
+	if (cl->have_secret && kind == SECRET_SCRAM) {
+		if (scram_secret_parse(cl->secret, &ss) < 0) {
+			CLOG(LOG_WARNING, cl, "malformed SCRAM secret in auth file");
+			cl->have_secret = false;
+		}
+	} else if (cl->have_secret) {
+		if (scram_secret_from_password(cl->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS, &ss) < 0)
+			cl->have_secret = false;
+	}
+	if (!cl->have_secret) {
+		/* Run a mock exchange that can never succeed, like PostgreSQL does. */
+		if (scram_secret_from_password("", NULL, 0, SCRAM_DEFAULT_ITERATIONS, &ss) < 0)
+			memset(&ss, 0, sizeof(ss));
+		RAND_bytes(ss.stored_key, sizeof(ss.stored_key));
+	}
+	scram_server_init(&cl->scram, &ss, NULL);
+	cl->login_step = LS_AUTH_SASL1;
+	auth_request_sasl(cl);
+}
+
+static void handle_startup(struct client *cl, const uint8_t *pkt, uint32_t len)
+{
+	struct proxy *p = cl->proxy;
+	struct pg_startup st;
+	char err[256];
+	if (pg_parse_startup(pkt, len, &st, err, sizeof(err)) < 0) {
+		p->bad_packets++;
+		client_fatal(cl, "08P01", err);
+		return;
+	}
+	if (st.code == PG_SSL_REQUEST) {
+		if (cl->tls_done) {
+			client_fatal(cl, "08P01", "SSLRequest received on an encrypted connection");
+			return;
+		}
+		conn_in_consume(&cl->c, len);
+		if (p->client_tls && p->cfg->client_tls_sslmode != SSLMODE_DISABLE) {
+			/* Bytes after SSLRequest and before the handshake were not protected by
+			 * TLS: refuse them (the CVE-2021-23222 class of injection). */
+			if (conn_in_avail(&cl->c)) {
+				p->bad_packets++;
+				client_fatal(cl, "08P01", "received unencrypted data after SSL request");
+				return;
+			}
+			(void)conn_send(&cl->c, "S", 1);
+			if (conn_tls_begin(&cl->c, p->client_tls, true, NULL, false) < 0) {
+				client_close(cl, "cannot start TLS");
+				return;
+			}
+			cl->login_step = LS_TLS;
+			switch (conn_tls_handshake(&cl->c)) {
+			case CONN_IO_ERROR:
+				client_close(cl, cl->c.error);
+				return;
+			default:
+				return;
+			}
+		}
+		(void)conn_send(&cl->c, "N", 1);
+		return;
+	}
+	if (st.code == PG_GSSENC_REQUEST) {
+		conn_in_consume(&cl->c, len);
+		(void)conn_send(&cl->c, "N", 1);
+		return;
+	}
+	if (st.code == PG_CANCEL_REQUEST) {
+		p->cancel_requests++;
+		cancel_forward(p, st.cancel_pid, st.cancel_key);
+		client_close(cl, "cancel request handled");
+		return;
+	}
+	cl->user = strdup(st.user);
+	cl->database = strdup(st.database);
+	conn_in_consume(&cl->c, len);
+	if (!cl->user || !cl->database) {
+		client_fatal(cl, "53200", "out of memory");
+		return;
+	}
+	if (p->cfg->client_tls_sslmode >= SSLMODE_REQUIRE && !cl->tls_done) {
+		client_fatal(cl, "28000", "pgmedic requires an encrypted connection (client_tls_sslmode)");
+		return;
+	}
+	if (st.replication) {
+		client_fatal(cl, "08P01", "replication connections are not supported by pgmedic");
+		return;
+	}
+	for (size_t i = 0; i < st.nparams; i++)
+		set_param(cl, st.params[i].name, st.params[i].value);
+	if (st.options && parse_options(cl, st.options, err, sizeof(err)) < 0) {
+		client_fatal(cl, "08P01", err);
+		return;
+	}
+	CLOG(LOG_DEBUG, cl, "startup%s", cl->tls_done ? " (TLS)" : "");
+	start_auth(cl);
+}
+
+/* The SASL and password messages. */
+static void handle_auth_msg(struct client *cl, uint8_t type, const uint8_t *body, size_t blen)
+{
+	if (type != 'p') {
+		client_fatal(cl, "08P01", "expected password response");
+		return;
+	}
+	struct pg_reader r;
+	pgr_init(&r, body, blen);
+	char out[1024];
+	if (cl->login_step == LS_AUTH_FAIL) {
+		auth_failed(cl);
+		return;
+	}
+	if (cl->login_step == LS_AUTH_MD5) {
+		size_t plen;
+		const char *pw = pgr_cstr(&r, &plen);
+		if (!pw || pgr_left(&r) != 0) {
+			client_fatal(cl, "08P01", "invalid password packet");
+			return;
+		}
+		char expect[PG_MD5_LEN + 1];
+		pg_md5_response(cl->secret, cl->md5_salt, expect);
+		if (plen != PG_MD5_LEN || !pg_secure_streq(pw, expect)) {
+			auth_failed(cl);
+			return;
+		}
+		auth_done(cl);
+		return;
+	}
+	if (cl->login_step == LS_AUTH_SASL1) {
+		const char *mech = pgr_cstr(&r, NULL);
+		uint32_t dlen = pgr_u32(&r);
+		if (!mech || r.err || dlen == 0xffffffffu || dlen != pgr_left(&r)) {
+			client_fatal(cl, "08P01", "malformed SASLInitialResponse");
+			return;
+		}
+		if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+			client_fatal(cl, "28000", "client selected an invalid SASL authentication mechanism");
+			return;
+		}
+		int n = scram_server_handle_first(&cl->scram, (const char *)r.p, dlen, out, sizeof(out));
+		if (n < 0) {
+			client_fatal(cl, "08P01", "malformed SCRAM message");
+			return;
+		}
+		struct pg_buf b;
+		pgb_init(&b);
+		pgb_auth(&b, PG_AUTH_SASL_CONTINUE, out, (size_t)n);
+		send_buf(cl, &b);
+		pgb_free(&b);
+		cl->login_step = LS_AUTH_SASL2;
+		return;
+	}
+	if (cl->login_step == LS_AUTH_SASL2) {
+		int n = scram_server_handle_final(&cl->scram, (const char *)body, blen, out, sizeof(out));
+		if (n == -2 || (n >= 0 && !cl->have_secret)) {
+			auth_failed(cl);
+			return;
+		}
+		if (n < 0) {
+			client_fatal(cl, "08P01", "malformed SCRAM message");
+			return;
+		}
+		struct pg_buf b;
+		pgb_init(&b);
+		pgb_auth(&b, PG_AUTH_SASL_FINAL, out, (size_t)n);
+		send_buf(cl, &b);
+		pgb_free(&b);
+		if (cl->scram.have_client_key && secret_kind_of(cl->secret) == SECRET_SCRAM) {
+			memcpy(cl->pass_client_key, cl->scram.client_key, SCRAM_KEY_LEN);
+			cl->have_pass_key = true;
+		}
+		auth_done(cl);
+		return;
+	}
+	client_fatal(cl, "08P01", "unexpected message during authentication");
+}
+
+static void login_process(struct client *cl)
+{
+	while (cl->state == CL_LOGIN && !cl->auth_ok) {
+		const uint8_t *d = conn_in_data(&cl->c);
+		size_t avail = conn_in_avail(&cl->c);
+		if (cl->login_step == LS_TLS)
+			return;
+		if (cl->login_step == LS_STARTUP) {
+			uint32_t len;
+			enum pg_frame f = pg_frame_startup(d, avail, &len);
+			if (f == PG_FRAME_NEED_MORE)
+				return;
+			if (f == PG_FRAME_BAD) {
+				cl->proxy->bad_packets++;
+				client_fatal(cl, "08P01", "invalid length of startup packet");
+				return;
+			}
+			if (avail < len)
+				return;
+			handle_startup(cl, d, len);
+			continue;
+		}
+		uint8_t type;
+		uint32_t len;
+		enum pg_frame f = pg_frame_header(d, avail, &type, &len);
+		if (f == PG_FRAME_NEED_MORE)
+			return;
+		if (f == PG_FRAME_BAD || len > AUTH_MSG_MAX) {
+			cl->proxy->bad_packets++;
+			client_fatal(cl, "08P01", "invalid message length during authentication");
+			return;
+		}
+		if (avail < (size_t)len + 1) {
+			if (conn_in_reserve(&cl->c, (size_t)len + 1, AUTH_MSG_MAX + 1) < 0)
+				client_fatal(cl, "53200", "out of memory");
+			return;
+		}
+		conn_in_consume(&cl->c, (size_t)len + 1);
+		/* The consumed bytes are still intact in the buffer until the next read. */
+		handle_auth_msg(cl, type, d + 5, len - 4);
+	}
+}
+
+/* ---------------------------------------------------------- forwarding ---- */
+
+void client_linked(struct client *cl)
+{
+	struct pool *pool = cl->pool;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t us = (uint64_t)(ts.tv_sec - cl->wait_start.tv_sec) * 1000000u +
+		      (uint64_t)((ts.tv_nsec - cl->wait_start.tv_nsec) / 1000);
+	if (cl->wait_start.tv_sec) {
+		pool->stats.wait_us_total += us;
+		pool->stats.waits++;
+		if (us > pool->stats.wait_us_max)
+			pool->stats.wait_us_max = us;
+		cl->wait_start.tv_sec = 0;
+	}
+	conn_want_read(&cl->c, true);
+	client_process(cl);
+}
+
+/* Sends bytes [0, n) of the input buffer to the server and consumes them. */
+static bool forward_range(struct client *cl, size_t n)
+{
+	if (n == 0)
+		return true;
+	struct server *sv = cl->server;
+	cl->pool->stats.bytes_in += n;
+	enum conn_io r = conn_send(&sv->c, conn_in_data(&cl->c), n);
+	conn_in_consume(&cl->c, n);
+	if (r == CONN_IO_ERROR) {
+		server_close(sv, sv->c.error[0] ? sv->c.error : "write to server failed");
+		return false;
+	}
+	if (conn_out_pending(&sv->c) > CONN_OUT_HIGH)
+		conn_want_read(&cl->c, false); /* resumed when the server drains */
+	return true;
+}
+
+void client_process(struct client *cl)
+{
+	if (cl->state == CL_LOGIN) {
+		login_process(cl);
+		return;
+	}
+	if (cl->state == CL_WELCOME || cl->state == CL_WAITING || cl->state == CL_DEAD)
+		return;
+	struct server *sv = cl->server;
+	if (sv && sv->state != SV_ACTIVE)
+		return; /* setup query in flight; resumed by client_linked */
+	const uint8_t *d = conn_in_data(&cl->c);
+	size_t avail = conn_in_avail(&cl->c);
+	size_t pos = 0;
+	while (pos < avail) {
+		if (cl->stream_left) {
+			size_t n = avail - pos < cl->stream_left ? avail - pos : cl->stream_left;
+			pos += n;
+			cl->stream_left -= (uint32_t)n;
+			continue;
+		}
+		uint8_t type;
+		uint32_t len;
+		enum pg_frame f = pg_frame_header(d + pos, avail - pos, &type, &len);
+		if (f == PG_FRAME_NEED_MORE)
+			break;
+		if (f == PG_FRAME_BAD) {
+			if (sv && !forward_range(cl, pos))
+				return;
+			cl->proxy->bad_packets++;
+			client_fatal(cl, "08P01", "invalid message length from client");
+			return;
+		}
+		if (type == 'X') {
+			if (sv && !forward_range(cl, pos))
+				return;
+			client_close(cl, "client sent Terminate");
+			return;
+		}
+		if (!sv) {
+			/* A request with no server: queue for one.  Nothing is consumed, so the
+			 * request is sent whole once a server is linked. */
+			conn_want_read(&cl->c, false);
+			pool_request_server(cl);
+			return;
+		}
+		switch (type) {
+		case 'Q':
+			cl->pending_rfq++;
+			cl->pool->stats.queries++;
+			sv->work_since_rfq = true;
+			break;
+		case 'S':
+			cl->pending_rfq++;
+			cl->in_extended = false;
+			break;
+		case 'E':
+			cl->pool->stats.queries++;
+			sv->work_since_rfq = true;
+			cl->in_extended = true;
+			break;
+		case 'P': case 'B': case 'D': case 'C': case 'H':
+			cl->in_extended = true;
+			break;
+		case 'F':
+			cl->pending_rfq++;
+			sv->work_since_rfq = true;
+			break;
+		default:
+			break;
+		}
+		size_t total = (size_t)len + 1;
+		if (avail - pos >= total) {
+			pos += total;
+		} else {
+			cl->stream_left = (uint32_t)(total - (avail - pos));
+			pos = avail;
+		}
+	}
+	if (sv)
+		(void)forward_range(cl, pos);
+}
+
+static void client_read(struct client *cl)
+{
+	if (cl->login_step == LS_TLS && cl->state == CL_LOGIN) {
+		enum conn_io r = conn_tls_handshake(&cl->c);
+		if (r == CONN_IO_ERROR) {
+			client_close(cl, cl->c.error);
+			return;
+		}
+		if (r == CONN_IO_AGAIN)
+			return;
+		cl->tls_done = true;
+		cl->login_step = LS_STARTUP;
+	}
+	enum conn_io r = conn_fill(&cl->c);
+	if (r == CONN_IO_EOF) {
+		client_close(cl, cl->state == CL_LOGIN ? "client closed the connection during login"
+							: "client closed the connection");
+		return;
+	}
+	if (r == CONN_IO_ERROR) {
+		client_close(cl, cl->c.error);
+		return;
+	}
+	cl->last_active = now_sec();
+	client_process(cl);
+	if (cl->state != CL_DEAD && cl->c.reading && conn_tls_pending(&cl->c))
+		event_active(cl->c.ev_read, EV_READ, 0);
+}
+
+static void client_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *cl = arg;
+	(void)fd;
+	if (cl->state == CL_DEAD)
+		return;
+	if (what & EV_WRITE) {
+		if (cl->c.tls_handshaking) {
+			client_read(cl);
+			return;
+		}
+		enum conn_io r = conn_flush(&cl->c);
+		if (r == CONN_IO_ERROR) {
+			client_close(cl, cl->c.error);
+			return;
+		}
+		/* Drained: let the server's results flow again. */
+		if (r == CONN_IO_OK && cl->server && !cl->server->c.reading && cl->server->state != SV_DEAD) {
+			conn_want_read(&cl->server->c, true);
+			server_process(cl->server);
+			if (cl->state == CL_DEAD)
+				return;
+		}
+		if (cl->c.read_wants_write)
+			what |= EV_READ;
+	}
+	if (what & EV_READ)
+		client_read(cl);
+}

@@ -1,0 +1,345 @@
+/* pool.c - pools per (database, user): which list each client and server is on,
+ * handing servers to waiting clients in FIFO order, opening and retiring server
+ * connections, and the periodic janitor that enforces every timeout. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+static void cred_from_secret(struct upstream_cred *cr, const char *secret)
+{
+	switch (secret_kind_of(secret)) {
+	case SECRET_PLAIN:
+		if (!cr->password)
+			cr->password = strdup(secret);
+		break;
+	case SECRET_MD5:
+		if (!cr->md5_secret)
+			cr->md5_secret = strdup(secret);
+		break;
+	case SECRET_SCRAM:
+		break; /* usable only with a client's keys (pass-through) */
+	}
+}
+
+struct pool *pool_get(struct proxy *p, const char *database, const char *user, const struct db_entry *db)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (strcmp(pool->database, database) == 0 && strcmp(pool->user, user) == 0)
+			return pool;
+	}
+	struct pool *pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return NULL;
+	pool->proxy = p;
+	pool->database = strdup(database);
+	pool->user = strdup(user);
+	pool->host = strdup(db->host ? db->host : "127.0.0.1");
+	pool->port = db->port ? db->port : 5432;
+	pool->up_database = strdup(db->dbname ? db->dbname : database);
+	pool->up_user = strdup(db->user ? db->user : user);
+	pool->pool_size = db->pool_size > 0 ? db->pool_size : p->cfg->pool_size;
+	pool->mode = db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : p->cfg->pool_mode;
+	if (!pool->database || !pool->user || !pool->host || !pool->up_database || !pool->up_user) {
+		free(pool->database);
+		free(pool->user);
+		free(pool->host);
+		free(pool->up_database);
+		free(pool->up_user);
+		free(pool);
+		return NULL;
+	}
+	if (db->password && (!db->user || strcmp(db->user, pool->up_user) == 0 || !db->user))
+		cred_from_secret(&pool->cred, db->password);
+	const struct user_entry *ue = userlist_find(&p->users, pool->up_user);
+	if (ue)
+		cred_from_secret(&pool->cred, ue->secret);
+	list_init(&pool->welcome_clients);
+	list_init(&pool->idle_clients);
+	list_init(&pool->waiting_clients);
+	list_init(&pool->active_clients);
+	list_init(&pool->login_servers);
+	list_init(&pool->idle_servers);
+	list_init(&pool->active_servers);
+	list_init(&pool->reset_servers);
+	pgb_init(&pool->welcome);
+	list_add_tail(&p->pools, &pool->node);
+	log_info("pool %s@%s created: upstream %s@%s at %s:%d, %s mode, pool_size %d", user, database,
+		 pool->up_user, pool->up_database, pool->host, pool->port, pool_mode_name(pool->mode),
+		 pool->pool_size);
+	return pool;
+}
+
+static int *client_counter(struct pool *pool, enum client_state st)
+{
+	switch (st) {
+	case CL_WELCOME: return &pool->n_welcome;
+	case CL_IDLE: return &pool->n_idle_cl;
+	case CL_WAITING: return &pool->n_waiting;
+	case CL_ACTIVE: return &pool->n_active_cl;
+	default: return NULL;
+	}
+}
+
+static struct list *client_list(struct pool *pool, enum client_state st)
+{
+	switch (st) {
+	case CL_WELCOME: return &pool->welcome_clients;
+	case CL_IDLE: return &pool->idle_clients;
+	case CL_WAITING: return &pool->waiting_clients;
+	case CL_ACTIVE: return &pool->active_clients;
+	default: return NULL;
+	}
+}
+
+void pool_client_move(struct client *cl, enum client_state st)
+{
+	struct pool *pool = cl->pool;
+	int *c = client_counter(pool, cl->state);
+	if (c && list_linked(&cl->node))
+		(*c)--;
+	list_del(&cl->node);
+	cl->state = st;
+	struct list *l = client_list(pool, st);
+	if (l) {
+		list_add_tail(l, &cl->node);
+		(*client_counter(pool, st))++;
+	}
+}
+
+static int *server_counter(struct pool *pool, enum server_state st)
+{
+	switch (st) {
+	case SV_LOGIN: return &pool->n_login_sv;
+	case SV_IDLE: return &pool->n_idle_sv;
+	case SV_SETUP:
+	case SV_ACTIVE: return &pool->n_active_sv;
+	case SV_RESET: return &pool->n_reset_sv;
+	default: return NULL;
+	}
+}
+
+static struct list *server_list(struct pool *pool, enum server_state st)
+{
+	switch (st) {
+	case SV_LOGIN: return &pool->login_servers;
+	case SV_IDLE: return &pool->idle_servers;
+	case SV_SETUP:
+	case SV_ACTIVE: return &pool->active_servers;
+	case SV_RESET: return &pool->reset_servers;
+	default: return NULL;
+	}
+}
+
+void pool_server_move(struct server *sv, enum server_state st)
+{
+	struct pool *pool = sv->pool;
+	int *c = server_counter(pool, sv->state);
+	if (c && list_linked(&sv->node))
+		(*c)--;
+	list_del(&sv->node);
+	sv->state = st;
+	struct list *l = server_list(pool, st);
+	if (l) {
+		/* Idle servers are reused most-recently-used first: warm caches, and the
+		 * cold tail is what server_idle_timeout retires. */
+		if (st == SV_IDLE)
+			list_add_head(l, &sv->node);
+		else
+			list_add_tail(l, &sv->node);
+		(*server_counter(pool, st))++;
+	}
+}
+
+static int pool_total_servers(const struct pool *pool)
+{
+	return pool->n_login_sv + pool->n_idle_sv + pool->n_active_sv + pool->n_reset_sv;
+}
+
+void pool_maybe_launch(struct pool *pool)
+{
+	struct proxy *p = pool->proxy;
+	if (p->shutting_down)
+		return;
+	for (;;) {
+		int total = pool_total_servers(pool);
+		if (total >= pool->pool_size)
+			return;
+		bool need = pool->n_waiting > pool->n_login_sv ||
+			    (pool->n_welcome > 0 && pool->n_login_sv == 0 && !pool->have_welcome) ||
+			    (pool->have_welcome && total < p->cfg->min_pool_size);
+		if (!need)
+			return;
+		/* After a failed login, wait a moment before hammering the server again,
+		 * unless a client is waiting for exactly this. */
+		if (pool->n_waiting == 0 && pool->n_welcome == 0 && now_sec() - pool->last_login_failure < 5.0)
+			return;
+		if (!server_launch(pool))
+			return;
+	}
+}
+
+static void link_pair(struct server *sv, struct client *cl)
+{
+	struct proxy *p = sv->proxy;
+	sv->client = cl;
+	cl->server = sv;
+	cl->pending_rfq = 0;
+	cl->in_extended = false;
+	pool_client_move(cl, CL_ACTIVE);
+	bool check = p->cfg->server_check_delay >= 0 && now_sec() - sv->last_used > p->cfg->server_check_delay;
+	if (check || server_needs_setup(sv, cl)) {
+		server_begin_setup(sv, cl, check);
+		return;
+	}
+	pool_server_move(sv, SV_ACTIVE);
+	client_linked(cl);
+}
+
+void pool_server_ready(struct server *sv)
+{
+	struct pool *pool = sv->pool;
+	struct proxy *p = sv->proxy;
+	if (sv->state == SV_DEAD)
+		return;
+	sv->client = NULL;
+	if (p->cfg->server_lifetime > 0 && now_sec() - sv->created > p->cfg->server_lifetime) {
+		server_close(sv, "server_lifetime reached");
+		return;
+	}
+	if (pool->pool_size < pool_total_servers(pool)) {
+		server_close(sv, "pool_size lowered");
+		return;
+	}
+	if (!list_empty(&pool->waiting_clients) && !p->shutting_down) {
+		/* FIFO: the longest waiter first.  link_pair moves both off their lists. */
+		struct client *cl = list_entry(pool->waiting_clients.next, struct client, node);
+		link_pair(sv, cl);
+		return;
+	}
+	pool_server_move(sv, SV_IDLE);
+	conn_want_read(&sv->c, true); /* notice a server that goes away while idle */
+}
+
+void pool_request_server(struct client *cl)
+{
+	struct pool *pool = cl->pool;
+	clock_gettime(CLOCK_MONOTONIC, &cl->wait_start);
+	/* Take an idle server only when nobody queued earlier (FIFO fairness). */
+	if (list_empty(&pool->waiting_clients) && !list_empty(&pool->idle_servers)) {
+		struct server *sv = list_entry(pool->idle_servers.next, struct server, node);
+		link_pair(sv, cl);
+		return;
+	}
+	pool_client_move(cl, CL_WAITING);
+	pool_maybe_launch(pool);
+}
+
+void pool_release_server(struct client *cl)
+{
+	struct server *sv = cl->server;
+	cl->server = NULL;
+	sv->client = NULL;
+	pool_client_move(cl, CL_IDLE);
+	if (cl->close_after_release) {
+		pool_server_ready(sv);
+		client_fatal(cl, "57P01", "terminating connection: pgmedic is shutting down");
+		return;
+	}
+	pool_server_ready(sv);
+}
+
+void pool_welcome_ready(struct pool *pool)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &pool->welcome_clients)
+	{
+		struct client *cl = list_entry(it, struct client, node);
+		list_del(&cl->node);
+		pool->n_welcome--;
+		cl->state = CL_LOGIN;
+		client_finish_welcome(cl);
+	}
+}
+
+void pool_login_failed(struct pool *pool, const uint8_t *errmsg, size_t len)
+{
+	/* Clients still logging in get the server's own words (3D000, 28P01, ...).
+	 * Clients queued for a server get them too when no server is left to serve them. */
+	bool others = pool->n_idle_sv + pool->n_active_sv + pool->n_reset_sv > 0 || pool->n_login_sv > 1;
+	struct list *lists[2] = {&pool->welcome_clients, &pool->waiting_clients};
+	for (int i = 0; i < 2; i++) {
+		if (i == 1 && others)
+			break;
+		struct list *it, *tmp;
+		list_for_each_safe(it, tmp, lists[i])
+		{
+			struct client *cl = list_entry(it, struct client, node);
+			(void)conn_send(&cl->c, errmsg, len);
+			client_close(cl, "server login failed");
+		}
+	}
+	if (!pool->have_welcome)
+		pgb_reset(&pool->welcome);
+}
+
+static double elapsed_since(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+void pool_janitor(struct proxy *p)
+{
+	const struct config *cfg = p->cfg;
+	double now = now_sec();
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->login_clients)
+	{
+		struct client *cl = list_entry(it, struct client, node);
+		if (cfg->client_login_timeout > 0 && now - cl->connect_time > cfg->client_login_timeout)
+			client_fatal(cl, "08006", "client_login_timeout: login not completed in time");
+	}
+	struct list *pit, *ptmp;
+	list_for_each_safe(pit, ptmp, &p->pools)
+	{
+		struct pool *pool = list_entry(pit, struct pool, node);
+		list_for_each_safe(it, tmp, &pool->welcome_clients)
+		{
+			struct client *cl = list_entry(it, struct client, node);
+			if (cfg->client_login_timeout > 0 && now - cl->connect_time > cfg->client_login_timeout)
+				client_fatal(cl, "08006", "client_login_timeout: no server connection could be logged in");
+		}
+		list_for_each_safe(it, tmp, &pool->waiting_clients)
+		{
+			struct client *cl = list_entry(it, struct client, node);
+			if (cfg->query_wait_timeout > 0 && elapsed_since(&cl->wait_start) > cfg->query_wait_timeout) {
+				char msg[200];
+				snprintf(msg, sizeof(msg),
+					 "query_wait_timeout: no server connection became free within %gs (pool_size %d)",
+					 cfg->query_wait_timeout, pool->pool_size);
+				client_fatal(cl, "08P01", msg);
+			}
+		}
+		list_for_each_safe(it, tmp, &pool->idle_servers)
+		{
+			struct server *sv = list_entry(it, struct server, node);
+			int total = pool_total_servers(pool);
+			if (cfg->server_lifetime > 0 && now - sv->created > cfg->server_lifetime)
+				server_close(sv, "server_lifetime reached");
+			else if (cfg->server_idle_timeout > 0 && now - sv->last_used > cfg->server_idle_timeout &&
+				 total > cfg->min_pool_size)
+				server_close(sv, "server_idle_timeout reached");
+			else if (total > pool->pool_size)
+				server_close(sv, "pool_size lowered");
+		}
+		pool_maybe_launch(pool);
+	}
+}

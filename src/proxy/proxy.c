@@ -1,0 +1,358 @@
+/* proxy.c - process-wide state: listener, TLS contexts, auth file, the janitor
+ * timer, deferred freeing of closed connections, SIGHUP reload and the SIGTERM
+ * drain. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "net/tls.h"
+#include "proxy/proxy.h"
+
+double now_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void free_client(struct client *cl)
+{
+	free(cl->user);
+	free(cl->database);
+	for (int i = 0; i < PG_TRACKED_PARAMS; i++)
+		free(cl->want[i]);
+	for (size_t i = 0; i < cl->nextra; i++) {
+		free(cl->extra[i].name);
+		free(cl->extra[i].value);
+	}
+	free(cl->extra);
+	free(cl);
+}
+
+static void free_server(struct server *sv)
+{
+	for (int i = 0; i < PG_TRACKED_PARAMS; i++)
+		free(sv->params[i]);
+	for (size_t i = 0; i < sv->nextra; i++) {
+		free(sv->extra[i].name);
+		free(sv->extra[i].value);
+	}
+	free(sv->extra);
+	free(sv);
+}
+
+/* Closed objects may still be on the call stack that closed them: free them only
+ * once the loop is back at the top. */
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *p = arg;
+	struct list *n;
+	(void)fd;
+	(void)what;
+	while ((n = list_pop_head(&p->dead_clients)))
+		free_client(list_entry(n, struct client, node));
+	while ((n = list_pop_head(&p->dead_servers)))
+		free_server(list_entry(n, struct server, node));
+}
+
+void proxy_schedule_reap(struct proxy *p)
+{
+	if (p->reaper)
+		event_active(p->reaper, EV_TIMEOUT, 0);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	(void)l;
+	client_accept(arg, fd, sa, salen);
+}
+
+static void reenable_accept(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(arg);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+	(void)arg;
+	log_error("accept failed: %s", evutil_socket_error_to_string(e));
+	if (e == EMFILE || e == ENFILE) {
+		/* Out of descriptors: pause accepting briefly instead of spinning. */
+		evconnlistener_disable(l);
+		struct timeval tv = {1, 0};
+		event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, reenable_accept, l, &tv);
+	}
+}
+
+static void shutdown_check(struct proxy *p)
+{
+	if (!p->shutting_down)
+		return;
+	bool busy = false;
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (pool->n_active_cl > 0)
+			busy = true;
+	}
+	if (!busy || now_sec() > p->shutdown_deadline) {
+		if (busy)
+			log_warn("shutdown_timeout reached with transactions still open; exiting");
+		else
+			log_info("all transactions finished; exiting");
+		event_base_loopbreak(p->base);
+	}
+}
+
+static void janitor_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *p = arg;
+	(void)fd;
+	(void)what;
+	pool_janitor(p);
+	shutdown_check(p);
+}
+
+static int load_tls(struct proxy *p, const struct config *cfg, SSL_CTX **cl, SSL_CTX **sv, char *err,
+		    size_t errlen)
+{
+	*cl = *sv = NULL;
+	if (cfg->client_tls_sslmode != SSLMODE_DISABLE) {
+		*cl = tls_server_ctx_new(cfg->client_tls_sslmode, cfg->client_tls_cert_file, cfg->client_tls_key_file,
+					 cfg->client_tls_ca_file, err, errlen);
+		if (!*cl)
+			return -1;
+	}
+	if (cfg->server_tls_sslmode != SSLMODE_DISABLE) {
+		*sv = tls_client_ctx_new(cfg->server_tls_sslmode, cfg->server_tls_cert_file, cfg->server_tls_key_file,
+					 cfg->server_tls_ca_file, err, errlen);
+		if (!*sv) {
+			if (*cl)
+				SSL_CTX_free(*cl);
+			*cl = NULL;
+			return -1;
+		}
+	}
+	(void)p;
+	return 0;
+}
+
+int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int argc, char **argv, char *err,
+	       size_t errlen)
+{
+	memset(p, 0, sizeof(*p));
+	p->base = base;
+	p->cfg = cfg;
+	p->argc = argc;
+	p->argv = argv;
+	list_init(&p->pools);
+	list_init(&p->all_clients);
+	list_init(&p->login_clients);
+	list_init(&p->dead_clients);
+	list_init(&p->dead_servers);
+	if (cfg->auth_file && userlist_load(&p->users, cfg->auth_file, err, errlen) < 0)
+		return -1;
+	if (load_tls(p, cfg, &p->client_tls, &p->server_tls, err, errlen) < 0)
+		return -1;
+
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	const char *host = cfg->listen_host && cfg->listen_host[0] ? cfg->listen_host : "127.0.0.1";
+	if (strcmp(host, "*") == 0)
+		host = "0.0.0.0";
+	if (strcmp(host, "localhost") == 0)
+		host = "127.0.0.1";
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)cfg->listen_port);
+		sl = sizeof(*in4);
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)cfg->listen_port);
+		sl = sizeof(*in6);
+	} else {
+		snprintf(err, errlen, "listen address \"%s\" is not an IP address", host);
+		return -1;
+	}
+	p->listener = evconnlistener_new_bind(base, accept_cb, p,
+					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+					      1024, (struct sockaddr *)&ss, (int)sl);
+	if (!p->listener) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, cfg->listen_port, strerror(errno));
+		return -1;
+	}
+	evconnlistener_set_error_cb(p->listener, accept_error_cb);
+	p->reaper = event_new(base, -1, 0, reap_cb, p);
+	p->janitor = event_new(base, -1, EV_PERSIST, janitor_cb, p);
+	struct timeval tv = {0, 200000};
+	event_add(p->janitor, &tv);
+	log_info("listening on %s:%d (%s mode, pool_size %d, auth %s, client TLS %s, server TLS %s)", host,
+		 cfg->listen_port, pool_mode_name(cfg->pool_mode), cfg->pool_size, auth_type_name(cfg->auth_type),
+		 sslmode_name(cfg->client_tls_sslmode), sslmode_name(cfg->server_tls_sslmode));
+	return 0;
+}
+
+int proxy_reload(struct proxy *p)
+{
+	char err[512];
+	struct config *nc = calloc(1, sizeof(*nc));
+	if (!nc)
+		return -1;
+	if (config_reload(p->cfg, nc, err, sizeof(err)) < 0) {
+		log_error("reload failed, keeping the running configuration: %s", err);
+		config_free(nc);
+		free(nc);
+		return -1;
+	}
+	struct userlist ul = {0};
+	if (nc->auth_file && userlist_load(&ul, nc->auth_file, err, sizeof(err)) < 0) {
+		log_error("reload failed, keeping the running configuration: %s", err);
+		config_free(nc);
+		free(nc);
+		return -1;
+	}
+	SSL_CTX *ctl = NULL, *stl = NULL;
+	if (load_tls(p, nc, &ctl, &stl, err, sizeof(err)) < 0) {
+		log_error("reload failed, keeping the running configuration: %s", err);
+		userlist_free(&ul);
+		config_free(nc);
+		free(nc);
+		return -1;
+	}
+	if (nc->listen_port != p->cfg->listen_port ||
+	    strcmp(nc->listen_host ? nc->listen_host : "", p->cfg->listen_host ? p->cfg->listen_host : "") != 0)
+		log_warn("reload: the listen address changes only on restart");
+	/* Existing TLS sessions keep their SSL objects (which reference the old context). */
+	if (p->client_tls)
+		SSL_CTX_free(p->client_tls);
+	if (p->server_tls)
+		SSL_CTX_free(p->server_tls);
+	p->client_tls = ctl;
+	p->server_tls = stl;
+	userlist_free(&p->users);
+	p->users = ul;
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		const struct db_entry *db = config_find_db(nc, pool->database);
+		if (db) {
+			pool->pool_size = db->pool_size > 0 ? db->pool_size : nc->pool_size;
+			if (db->password) {
+				if (secret_kind_of(db->password) == SECRET_PLAIN) {
+					free(pool->cred.password);
+					pool->cred.password = strdup(db->password);
+				}
+			}
+		}
+		const struct user_entry *ue = userlist_find(&p->users, pool->up_user);
+		if (ue && secret_kind_of(ue->secret) == SECRET_PLAIN) {
+			free(pool->cred.password);
+			pool->cred.password = strdup(ue->secret);
+		} else if (ue && secret_kind_of(ue->secret) == SECRET_MD5) {
+			free(pool->cred.md5_secret);
+			pool->cred.md5_secret = strdup(ue->secret);
+		}
+	}
+	log_set_level((enum log_level)nc->log_level);
+	config_free(p->cfg);
+	*p->cfg = *nc; /* same address: every object keeps its pointer to the config */
+	free(nc);
+	list_for_each_safe(it, tmp, &p->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		pool_maybe_launch(pool);
+	}
+	log_info("configuration reloaded (pool_size %d)", p->cfg->pool_size);
+	return 0;
+}
+
+void proxy_begin_shutdown(struct proxy *p)
+{
+	if (p->shutting_down)
+		return;
+	p->shutting_down = true;
+	p->shutdown_deadline = now_sec() + p->cfg->shutdown_timeout;
+	if (p->listener) {
+		evconnlistener_free(p->listener);
+		p->listener = NULL;
+	}
+	log_info("SIGTERM: not accepting new connections; waiting up to %gs for open transactions",
+		 p->cfg->shutdown_timeout);
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->all_clients)
+	{
+		struct client *cl = list_entry(it, struct client, all_node);
+		if (cl->state == CL_ACTIVE && cl->server) {
+			cl->close_after_release = true;
+			/* A session-mode client between transactions can go right now. */
+			struct server *sv = cl->server;
+			if (sv->state == SV_ACTIVE && sv->tx_status == 'I' && !cl->pending_rfq && !cl->in_extended &&
+			    !cl->stream_left)
+				pool_release_server(cl);
+		} else {
+			client_fatal(cl, "57P01", "terminating connection: pgmedic is shutting down");
+		}
+	}
+	shutdown_check(p);
+}
+
+void proxy_free(struct proxy *p)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->all_clients)
+		client_close(list_entry(it, struct client, all_node), "pgmedic exiting");
+	list_for_each_safe(it, tmp, &p->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		struct list *lists[] = {&pool->login_servers, &pool->idle_servers, &pool->active_servers,
+					&pool->reset_servers};
+		for (size_t i = 0; i < 4; i++) {
+			struct list *s, *st;
+			list_for_each_safe(s, st, lists[i])
+				server_close(list_entry(s, struct server, node), "pgmedic exiting");
+		}
+	}
+	reap_cb(-1, 0, p);
+	list_for_each_safe(it, tmp, &p->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		list_del(&pool->node);
+		free(pool->database);
+		free(pool->user);
+		free(pool->host);
+		free(pool->up_database);
+		free(pool->up_user);
+		free(pool->cred.password);
+		free(pool->cred.md5_secret);
+		for (int i = 0; i < PG_TRACKED_PARAMS; i++)
+			free(pool->defaults[i]);
+		pgb_free(&pool->welcome);
+		free(pool);
+	}
+	if (p->listener)
+		evconnlistener_free(p->listener);
+	if (p->janitor)
+		event_free(p->janitor);
+	if (p->reaper)
+		event_free(p->reaper);
+	if (p->client_tls)
+		SSL_CTX_free(p->client_tls);
+	if (p->server_tls)
+		SSL_CTX_free(p->server_tls);
+	userlist_free(&p->users);
+}

@@ -1,0 +1,227 @@
+/* proxy.h - the proxy's objects and who owns them.
+ *
+ *   struct proxy   one per process: config, listeners, TLS contexts, pools, the
+ *                  list of every client (for cancel lookups) and global counters.
+ *   struct pool    one per (database, user): its server connections and clients,
+ *                  each on exactly one of the pool's lists according to its state.
+ *   struct client  an application connection.  struct server  a PostgreSQL one.
+ *
+ * Client states and the list that holds them:
+ *   CL_LOGIN    proxy->login_clients   startup, TLS, authentication
+ *   CL_WELCOME  pool->welcome_clients  authenticated, waiting for the pool's first
+ *                                      server login to learn the server parameters
+ *   CL_IDLE     pool->idle_clients     logged in, no server, nothing to send
+ *   CL_WAITING  pool->waiting_clients  has a request, queued FIFO for a server
+ *   CL_ACTIVE   pool->active_clients   linked to a server (incl. while it is set up)
+ *   CL_DEAD     proxy->dead_clients    closed, freed at the end of the loop turn
+ *
+ * Server states and lists:
+ *   SV_LOGIN    pool->login_servers    connecting, TLS, authenticating
+ *   SV_IDLE     pool->idle_servers     ready, unlinked (LIFO: the warmest first)
+ *   SV_SETUP    pool->active_servers   linked; running an internal query (SET of the
+ *                                      client's parameters and/or a liveness check)
+ *   SV_ACTIVE   pool->active_servers   linked; bytes flow to and from the client
+ *   SV_RESET    pool->reset_servers    unlinked; running server_reset_query
+ *   SV_DEAD     proxy->dead_servers    closed, freed at the end of the loop turn
+ */
+#ifndef PGMEDIC_PROXY_H
+#define PGMEDIC_PROXY_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/config.h"
+#include "core/list.h"
+#include "core/userlist.h"
+#include "net/conn.h"
+#include "pg/proto.h"
+#include "pg/scram.h"
+
+struct proxy;
+struct pool;
+struct server;
+
+enum client_state { CL_LOGIN, CL_WELCOME, CL_IDLE, CL_WAITING, CL_ACTIVE, CL_DEAD };
+enum server_state { SV_LOGIN, SV_IDLE, SV_SETUP, SV_ACTIVE, SV_RESET, SV_DEAD };
+const char *client_state_name(enum client_state s);
+const char *server_state_name(enum server_state s);
+
+/* An extra startup parameter a client asked for that the server does not report
+ * back (e.g. search_path from `options`): applied with SET on every link. */
+struct param_kv {
+	char *name, *value;
+};
+
+struct client {
+	struct conn c;
+	struct list node;          /* on the list of its state (see top) */
+	struct list all_node;      /* proxy->all_clients */
+	struct proxy *proxy;
+	struct pool *pool;
+	struct server *server;
+	enum client_state state;
+	uint64_t id;
+	char addr[64];
+	char *user, *database;
+	bool loopback;
+
+	/* login phase */
+	int login_step;            /* enum in client.c */
+	bool tls_done;
+	enum auth_type auth_method;
+	struct scram_server scram;
+	bool have_secret;
+	char secret[512];
+	bool auth_ok;
+	uint8_t md5_salt[4];
+	uint8_t pass_client_key[SCRAM_KEY_LEN];
+	bool have_pass_key;
+
+	/* what the client wants the session to look like */
+	char *want[PG_TRACKED_PARAMS];
+	struct param_kv *extra;
+	size_t nextra;
+
+	uint32_t cancel_pid, cancel_key;   /* what we told the client */
+
+	/* request tracking */
+	uint32_t stream_left;       /* bytes of a message still to pass through */
+	uint32_t pending_rfq;       /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+	bool in_extended;           /* extended-protocol messages since the last Sync */
+	bool close_after_release;   /* shutdown: close once its transaction is over */
+	struct timespec wait_start;
+	double connect_time, last_active;
+};
+
+struct server {
+	struct conn c;
+	struct list node;
+	struct proxy *proxy;
+	struct pool *pool;
+	struct client *client;
+	enum server_state state;
+	uint64_t id;
+	char addr[128];
+	int login_step;
+	bool ssl_requested;
+	struct scram_client scram;
+	uint32_t backend_pid, backend_key;
+	char *params[PG_TRACKED_PARAMS];   /* as last reported by the server */
+	struct param_kv *extra;            /* what we SET of the untracked kind */
+	size_t nextra;
+	char tx_status;                    /* from the last ReadyForQuery */
+	uint32_t stream_left;
+	uint32_t internal_rfq;             /* ReadyForQuery still expected for our own queries */
+	bool internal_failed;
+	bool work_since_rfq;               /* a client request went through since last Z */
+	double created, last_used, connect_started;
+	struct event *timer;               /* connect timeout */
+};
+
+/* What pgmedic knows to log in upstream as a given user. */
+struct upstream_cred {
+	char *password;              /* plaintext, or NULL */
+	char *md5_secret;            /* "md5...", or NULL */
+	bool have_scram_keys;        /* pass-through from a client's SCRAM exchange */
+	uint8_t client_key[SCRAM_KEY_LEN];
+	struct scram_secret secret;
+};
+
+struct pool_stats {
+	uint64_t transactions, queries, bytes_in, bytes_out, server_errors;
+	uint64_t wait_us_total, wait_us_max, waits;
+	uint64_t server_connects, server_login_failures;
+};
+
+struct pool {
+	struct list node;            /* proxy->pools */
+	struct proxy *proxy;
+	char *database, *user;       /* as the client named them */
+	char *host;                  /* upstream */
+	int port;
+	char *up_database, *up_user;
+	int pool_size;
+	enum pool_mode mode;
+	struct upstream_cred cred;
+
+	struct list welcome_clients, idle_clients, waiting_clients, active_clients;
+	struct list login_servers, idle_servers, active_servers, reset_servers;
+	int n_welcome, n_idle_cl, n_waiting, n_active_cl;
+	int n_login_sv, n_idle_sv, n_active_sv, n_reset_sv;
+
+	bool have_welcome;
+	struct pg_buf welcome;       /* ParameterStatus messages of the first login */
+	char *defaults[PG_TRACKED_PARAMS];
+	double last_login_failure;
+	struct pool_stats stats;
+};
+
+struct proxy {
+	struct event_base *base;
+	struct config *cfg;
+	struct userlist users;
+	SSL_CTX *client_tls, *server_tls;
+	struct evconnlistener *listener;
+	struct event *janitor, *reaper, *sig_hup, *sig_term, *sig_int;
+	struct list pools;
+	struct list all_clients, login_clients, dead_clients, dead_servers;
+	int n_clients;
+	uint64_t next_id;
+	uint64_t client_connections_total, client_login_failures, server_connections_total;
+	uint64_t cancel_requests, bad_packets;
+	bool shutting_down;
+	double shutdown_deadline;
+	int exit_code;
+	char **argv;
+	int argc;
+	struct evhttp *http;
+};
+
+double now_sec(void);
+
+/* proxy.c */
+int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int argc, char **argv,
+	       char *err, size_t errlen) __attribute__((warn_unused_result));
+void proxy_free(struct proxy *p);
+int proxy_reload(struct proxy *p);
+void proxy_begin_shutdown(struct proxy *p);
+void proxy_schedule_reap(struct proxy *p);
+
+/* pool.c */
+struct pool *pool_get(struct proxy *p, const char *database, const char *user, const struct db_entry *db);
+void pool_client_move(struct client *cl, enum client_state st);
+void pool_server_move(struct server *sv, enum server_state st);
+void pool_request_server(struct client *cl);     /* client has a request to send */
+void pool_server_ready(struct server *sv);       /* server is free: give it away or park it */
+void pool_release_server(struct client *cl);     /* client's transaction/session is over */
+void pool_welcome_ready(struct pool *pool);
+void pool_login_failed(struct pool *pool, const uint8_t *errmsg, size_t len);
+void pool_janitor(struct proxy *p);
+void pool_maybe_launch(struct pool *pool);
+
+/* client.c */
+void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen);
+void client_close(struct client *cl, const char *reason);
+void client_fatal(struct client *cl, const char *sqlstate, const char *msg);
+void client_linked(struct client *cl);           /* server ready: start forwarding */
+void client_finish_welcome(struct client *cl);
+void client_process(struct client *cl);
+void client_send_error(struct client *cl, const char *severity, const char *sqlstate, const char *msg);
+
+/* server.c */
+struct server *server_launch(struct pool *pool);
+void server_close(struct server *sv, const char *reason);
+bool server_needs_setup(struct server *sv, struct client *cl);
+void server_begin_setup(struct server *sv, struct client *cl, bool check);
+void server_begin_reset(struct server *sv);
+void server_process(struct server *sv);
+
+/* cancel.c */
+void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key);
+
+#endif
