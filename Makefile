@@ -5,7 +5,7 @@ CC      ?= cc
 PKGS    := libevent_core libevent_extra libevent_openssl openssl libpq jansson inih libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation
+WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation -Wno-unknown-warning-option
 CFLAGS_COMMON := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS) -pthread
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CFLAGS_COMMON += -DPGMEDIC_VERSION='"$(VERSION)"'
@@ -20,7 +20,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 
 OBJS      := $(LIB_SRCS:%.c=build/obj/%.o) build/obj/src/main.o
 ASAN_OBJS := $(LIB_SRCS:%.c=build/asan/obj/%.o)
-DEPS      := $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+DEPS      := $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) build/asan/obj/src/main.d
 
 .PHONY: all test unit integration demo bench fuzz fuzz-smoke clean setup asan
 all: build/pgmedic

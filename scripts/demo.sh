@@ -217,14 +217,16 @@ def parse(path):
     return out
 
 def pools(samples):
-    """{(database, user): {metric: {state or '': value}}} for pgmedic_* samples."""
+    """{(database, user): {metric: {state or '': value}}} for pgmedic_* samples that name a
+    pool; samples without a database (proxy-wide, or clients not logged in yet) go under
+    the key None."""
     res = {}
     for name, labels, v in samples:
         if not name.startswith("pgmedic_"):
             continue
-        key = (labels.get("database", "*"), labels.get("user", "*"))
+        key = (labels["database"], labels.get("user", "")) if labels.get("database") else None
         by = res.setdefault(key, {}).setdefault(name, {})
-        st = labels.get("state", "")
+        st = labels.get("state") or labels.get("mode") or ""
         by[st] = by.get(st, 0.0) + v
     return res
 
@@ -269,30 +271,63 @@ final = pools(parse(os.path.join(logdir, "metrics.txt")))
 during_path = os.path.join(logdir, "metrics-during-load.txt")
 during = pools(parse(during_path)) if os.path.exists(during_path) else {}
 
+def waits(p):
+    secs, n = total(p, "pgmedic_wait_seconds_total"), total(p, "pgmedic_waits_total")
+    if secs is None:
+        return "-"
+    s = "%.3f s in all" % secs
+    if n:
+        s += " over %d waits, %.3f ms on average" % (n, 1000.0 * secs / n)
+    mx = total(p, "pgmedic_wait_max_seconds")
+    if mx is not None:
+        s += ", longest %.1f ms" % (1000.0 * mx)
+    return s
+
+def pretty(name):
+    return name[len("pgmedic_"):].replace("_", " ")
+
 problems = []
+pool_keys = sorted(k for k in final if k is not None)
 print("pgmedic /metrics, per pool (database/user):")
-if not final:
-    problems.append("/metrics has no pgmedic_* samples")
-for key in sorted(final):
+if not pool_keys:
+    problems.append("/metrics shows no pool (no pgmedic_* sample with a database label)")
+for key in pool_keys:
     p, d = final[key], during.get(key, {})
-    print("  pool %s/%s" % key)
+    size = total(p, "pgmedic_pool_size")
+    size = int(size) if size is not None else pool_size
+    mode = "/".join(s for s in p.get("pgmedic_pool_mode", {}) if s) or "?"
+    print("  pool %s/%s (%s pooling, pool size %d)" % (key[0], key[1], mode, size))
     rows = [
-        ("clients during load", states(d, "pgmedic_clients") if d else "-"),
-        ("server conns during load", (states(d, "pgmedic_servers") if d else "-") + "   [pool size %d]" % pool_size),
-        ("clients at end", states(p, "pgmedic_clients")),
-        ("server conns at end", states(p, "pgmedic_servers")),
-        ("transactions", num(total(p, "pgmedic_transactions_total"))),
-        ("queries", num(total(p, "pgmedic_queries_total"))),
-        ("bytes from clients", human_bytes(total(p, "pgmedic_bytes_received_total"))),
-        ("bytes to clients", human_bytes(total(p, "pgmedic_bytes_sent_total"))),
-        ("time clients waited", num(total(p, "pgmedic_wait_seconds_total"), "%.3f s")),
-        ("server errors", num(total(p, "pgmedic_server_errors_total"))),
+        ("pgmedic_clients", "clients, mid-load", states(d, "pgmedic_clients") if d else "-"),
+        ("pgmedic_servers", "server conns, mid-load", states(d, "pgmedic_servers") if d else "-"),
+        (None, "clients at end", states(p, "pgmedic_clients")),
+        (None, "server conns at end", states(p, "pgmedic_servers")),
+        ("pgmedic_transactions_total", "transactions", num(total(p, "pgmedic_transactions_total"))),
+        ("pgmedic_queries_total", "queries", num(total(p, "pgmedic_queries_total"))),
+        ("pgmedic_bytes_received_total", "bytes from clients", human_bytes(total(p, "pgmedic_bytes_received_total"))),
+        ("pgmedic_bytes_sent_total", "bytes to clients", human_bytes(total(p, "pgmedic_bytes_sent_total"))),
+        ("pgmedic_wait_seconds_total", "clients waited", waits(p)),
+        ("pgmedic_server_errors_total", "server errors", num(total(p, "pgmedic_server_errors_total"))),
     ]
-    for label, value in rows:
-        print("    %-26s %s" % (label, value))
+    shown = {m for m, _, _ in rows} | {"pgmedic_pool_size", "pgmedic_pool_mode", "pgmedic_waits_total",
+                                       "pgmedic_wait_max_seconds"}
+    for name in sorted(p):           # whatever else pgmedic reports per pool
+        if name not in shown:
+            rows.append((name, pretty(name), states(p, name)))
+    for _, label, value in rows:
+        print("    %-28s %s" % (label, value))
     srv = total(d, "pgmedic_servers")
-    if srv is not None and srv > pool_size:
-        print("    note: %d server connections for a pool of %d" % (srv, pool_size))
+    if srv is not None and srv > size:
+        print("    note: %d server connections for a pool of %d" % (srv, size))
+
+glob = final.get(None, {})
+skip = {"pgmedic_up", "pgmedic_info", "pgmedic_shutting_down"}
+special = {"pgmedic_clients": "clients not yet in a pool", "pgmedic_servers": "servers not in a pool"}
+names = [n for n in sorted(glob) if n not in skip]
+if names:
+    print("  proxy-wide")
+    for name in names:
+        print("    %-28s %s" % (special.get(name) or pretty(name), states(glob, name)))
 
 print()
 print("pgbench (through pgmedic, %d clients):" % nclients)
@@ -315,7 +350,7 @@ elif tx <= 0:
 else:
     print()
     print("cross-check: pgbench ran %d transactions in the load runs; pgmedic counted %d in all"
-          " (including pgbench -i and connection setup)" % (tx_sum, tx))
+          " (it also counts setup work such as pgbench -i)" % (tx_sum, tx))
 
 if problems:
     for p in problems:

@@ -340,12 +340,12 @@ static int pct_decode(const char *s, size_t n, char **out, const char *what, cha
 		if (hi < 0 || lo < 0) {
 			free(d);
 			return fail(err, errlen,
-				    "upstream URL: bad percent-encoding in the %s ('%%' must be "
+				    "bad percent-encoding in the %s ('%%' must be "
 				    "followed by two hex digits; write a literal %% as %%25)", what);
 		}
 		if (hi == 0 && lo == 0) {
 			free(d);
-			return fail(err, errlen, "upstream URL: %%00 (NUL) in the %s", what);
+			return fail(err, errlen, "%%00 (NUL) in the %s", what);
 		}
 		d[j++] = (char)(hi * 16 + lo);
 		i += 2;
@@ -378,15 +378,15 @@ static int check_upstream_host(const char *h, char *err, size_t errlen)
 	if (!h)
 		return 0;
 	if (h[0] == '@')
-		return fail(err, errlen, "upstream URL: abstract unix sockets ('@...') are not supported");
+		return fail(err, errlen, "abstract unix sockets ('@...') are not supported");
 	if (h[0] == '/')
 		return 0; /* unix socket directory: any path */
 	if (strchr(h, ','))
 		return fail(err, errlen,
-			    "upstream URL: several hosts are not supported; give one host");
+			    "several hosts are not supported; give one host");
 	for (const char *p = h; *p; p++)
 		if (!isalnum((unsigned char)*p) && !strchr("-._:%", *p))
-			return fail(err, errlen, "upstream URL: invalid host name (%s)", url_hint);
+			return fail(err, errlen, "invalid host name (%s)", url_hint);
 	return 0;
 }
 
@@ -395,7 +395,7 @@ static int url_port(const char *s, size_t n, int *out, char *err, size_t errlen)
 	long v = 0;
 	if (!all_digits(s, n) || n > 5 || (v = strtol(s, NULL, 10)) < 1 || v > 65535)
 		return fail(err, errlen,
-			    "upstream URL: invalid port (expected 1-65535 after the host; %s)",
+			    "invalid port (expected 1-65535 after the host; %s)",
 			    url_hint);
 	*out = (int)v;
 	return 0;
@@ -429,7 +429,7 @@ static int url_query_param(struct upstream *u, const char *k, const char *v, boo
 	if (strcmp(k, "sslmode") == 0) {
 		if ((u->sslmode = sslmode_parse(v)) < 0)
 			return fail(err, errlen,
-				    "upstream URL: unknown sslmode '%s' (expected disable, allow, "
+				    "unknown sslmode '%s' (expected disable, allow, "
 				    "prefer, require, verify-ca or verify-full)", v);
 		return 0;
 	}
@@ -438,7 +438,7 @@ static int url_query_param(struct upstream *u, const char *k, const char *v, boo
 			log_warn("upstream URL: ignoring parameter '%s' (pgmedic does not use it)", k);
 		return 0;
 	}
-	return fail(err, errlen, "upstream URL: unknown parameter '%s'", k);
+	return fail(err, errlen, "unknown parameter '%s'", k);
 }
 
 /* postgresql://[user[:password]@][host][:port][/dbname][?key=value&...]
@@ -457,14 +457,14 @@ static int upstream_parse(const char *url, struct upstream *u, bool warn, char *
 	else
 		/* Not echoed: a mistyped URL still holds the password. */
 		return fail(err, errlen,
-			    "upstream: expected a URL like postgresql://user:password@host:5432/dbname");
+			    "expected a URL like postgresql://user:password@host:5432/dbname");
 	for (const char *p = url; *p; p++)
 		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
 			return fail(err, errlen,
-				    "upstream URL: contains a space or control character "
+				    "contains a space or control character "
 				    "(percent-encode it, e.g. %%20)");
 	if (strchr(url, '#'))
-		return fail(err, errlen, "upstream URL: '#' must be percent-encoded as %%23 (%s)",
+		return fail(err, errlen, "'#' must be percent-encoded as %%23 (%s)",
 			    url_hint);
 
 	const char *auth = url + skip;
@@ -488,14 +488,14 @@ static int upstream_parse(const char *url, struct upstream *u, bool warn, char *
 	if (hp < auth_end && *hp == '[') {
 		const char *rb = memchr(hp, ']', (size_t)(auth_end - hp));
 		if (!rb || rb == hp + 1) {
-			fail(err, errlen, "upstream URL: expected [IPv6-address] after '['");
+			fail(err, errlen, "expected [IPv6-address] after '['");
 			goto bad;
 		}
 		host_s = hp + 1;
 		host_n = (size_t)(rb - host_s);
 		if (rb + 1 < auth_end) {
 			if (rb[1] != ':') {
-				fail(err, errlen, "upstream URL: unexpected text after ']' (%s)", url_hint);
+				fail(err, errlen, "unexpected text after ']' (%s)", url_hint);
 				goto bad;
 			}
 			port_s = rb + 2;
@@ -505,7 +505,7 @@ static int upstream_parse(const char *url, struct upstream *u, bool warn, char *
 		const char *colon = memchr(hp, ':', (size_t)(auth_end - hp));
 		if (colon && memchr(colon + 1, ':', (size_t)(auth_end - colon - 1))) {
 			fail(err, errlen,
-			     "upstream URL: write an IPv6 host in brackets, like [::1]:5432 (%s)",
+			     "write an IPv6 host in brackets, like [::1]:5432 (%s)",
 			     url_hint);
 			goto bad;
 		}
@@ -539,7 +539,7 @@ static int upstream_parse(const char *url, struct upstream *u, bool warn, char *
 			}
 			if (!eq) {
 				/* Parameter names are not secret; still bound the echo. */
-				fail(err, errlen, "upstream URL: parameter '%.*s' has no '=value'",
+				fail(err, errlen, "parameter '%.*s' has no '=value'",
 				     (int)(seg > 40 ? 40 : seg), p);
 				goto bad;
 			}
@@ -577,6 +577,7 @@ static void db_entry_free(struct db_entry *e)
 	free(e->dbname);
 	free(e->user);
 	free(e->password);
+	free(e->cred_user);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -821,8 +822,9 @@ int config_apply_upstream_url(struct config *c, const char *url, char *err, size
 	struct upstream u;
 	if (!url)
 		return fail(err, errlen, "upstream: no URL given");
-	if (upstream_parse(url, &u, true, err, errlen) < 0)
-		return -1;
+	char msg[400];
+	if (upstream_parse(url, &u, true, msg, sizeof(msg)) < 0)
+		return fail(err, errlen, "upstream URL: %s", msg);
 	/* Copy first: url may be c->upstream_url itself. */
 	char *url_copy = strdup(url);
 	char *star = strdup("*");
@@ -836,7 +838,7 @@ int config_apply_upstream_url(struct config *c, const char *url, char *err, size
 	 * URL serves every database on that server, like PgBouncer's "*". */
 	struct db_entry e = {
 		.name = star, .host = u.host, .port = u.port, .dbname = NULL,
-		.user = u.user, .password = u.password, .pool_size = -1, .pool_mode = -1,
+		.user = NULL, .cred_user = u.user, .password = u.password, .pool_size = -1, .pool_mode = -1,
 	};
 	bool had_star = db_lookup(c, "*") != NULL;
 	if (db_append(c, &e) < 0) {
@@ -984,8 +986,9 @@ static int set_key(struct config *c, const char *key, const char *value, const c
 			return SET_OK;
 		}
 		/* Checked now so the message points at the flag or line that gave it. */
-		if (upstream_parse(value, &u, false, err, errlen) < 0)
-			return -1;
+		char msg[400];
+		if (upstream_parse(value, &u, false, msg, sizeof(msg)) < 0)
+			return fail(err, errlen, "%s: %s", label, msg);
 		upstream_free(&u);
 		if (set_str(&c->upstream_url, value) < 0)
 			return fail(err, errlen, "out of memory");
@@ -1177,7 +1180,7 @@ static char *line_reader(char *str, int num, void *stream)
 		if (ch != EOF && ch != '\n') {
 			while (ch != EOF && ch != '\n')
 				ch = getc(x->f);
-			ctx_error(x, x->lineno, "line is longer than %d characters", num - 2);
+			ctx_error(x, x->lineno, "line is longer than %d characters", num - 1);
 			str[0] = '\0';
 			return str;
 		}
@@ -1604,6 +1607,8 @@ int config_reload(const struct config *old, struct config *fresh, char *err, siz
 void config_print_help(const char *argv0)
 {
 	const char *prog = argv0 && *argv0 ? argv0 : "pgmedic";
+	if (strrchr(prog, '/') && strrchr(prog, '/')[1])
+		prog = strrchr(prog, '/') + 1;
 	printf(
 "Usage: %s [run] [OPTIONS]\n"
 "\n"
@@ -1642,4 +1647,13 @@ void config_print_help(const char *argv0)
 "on any other address without client authentication.  When the URL has a\n"
 "password and no auth file, clients log in with the URL's user and password.\n",
 	       prog, prog);
+}
+
+bool db_password_for(const struct db_entry *db, const char *user)
+{
+	if (!db->password)
+		return false;
+	if (db->user)
+		return strcmp(db->user, user) == 0;
+	return !db->cred_user || strcmp(db->cred_user, user) == 0;
 }

@@ -34,6 +34,8 @@ struct db_entry {
 	char *dbname;   /* NULL: same as the name the client asked for */
 	char *user;     /* NULL: the client's user; else every client uses this user upstream */
 	char *password; /* NULL: none known here */
+	char *cred_user; /* URL entries: the user `password` belongs to; the user is
+			  * not forced, clients keep their own user name upstream */
 	int pool_size;  /* -1: global default */
 	int pool_mode;  /* -1: global default */
 };
@@ -136,6 +138,8 @@ int config_validate(struct config *c, char *err, size_t errlen) __attribute__((w
 
 /* Database lookup: exact name, else "*", else NULL. */
 const struct db_entry *config_find_db(const struct config *c, const char *name);
+/* Is db->password the password of `user` (the upstream user of a pool)? */
+bool db_password_for(const struct db_entry *db, const char *user);
 
 void config_print_help(const char *argv0);
 bool host_is_loopback(const char *host);

@@ -15,6 +15,7 @@
 
 #include "core/log.h"
 #include "pg/md5.h"
+#include "sql/ddl.h"
 #include "proxy/proxy.h"
 
 enum login_step {
@@ -327,18 +328,19 @@ static void auth_done(struct client *cl)
 	}
 	cl->auth_ok = true;
 	cl->pool = pool;
-	struct pg_buf b;
-	pgb_init(&b);
-	pgb_auth(&b, PG_AUTH_OK, NULL, 0);
-	send_buf(cl, &b);
-	pgb_free(&b);
-	if (cl->state == CL_DEAD)
-		return;
 	list_del(&cl->node);
 	cl->state = CL_LOGIN; /* not on a pool list yet */
 	if (pool->have_welcome) {
-		client_finish_welcome(cl);
+		client_finish_welcome(cl); /* AuthenticationOk and welcome in one write */
 	} else {
+		struct pg_buf b;
+		pgb_init(&b);
+		pgb_auth(&b, PG_AUTH_OK, NULL, 0);
+		send_buf(cl, &b);
+		pgb_free(&b);
+		if (cl->state == CL_DEAD)
+			return;
+		cl->auth_ok_sent = true;
 		pool_client_move(cl, CL_WELCOME);
 		conn_want_read(&cl->c, false);
 		pool_maybe_launch(pool);
@@ -350,6 +352,9 @@ void client_finish_welcome(struct client *cl)
 	struct pool *pool = cl->pool;
 	struct pg_buf b;
 	pgb_init(&b);
+	if (!cl->auth_ok_sent)
+		pgb_auth(&b, PG_AUTH_OK, NULL, 0);
+	cl->auth_ok_sent = true;
 	/* Replay the server's ParameterStatus set, with this client's own startup values
 	 * where it chose them (they will be applied to whichever server it gets). */
 	struct pg_reader r;
@@ -386,6 +391,34 @@ void client_finish_welcome(struct client *cl)
 		client_process(cl);
 }
 
+/* Deriving a SCRAM secret from a plaintext password costs thousands of HMACs:
+ * do it once per (user, password) and keep the result for the next logins. */
+static int scram_secret_cached(struct proxy *p, const char *user, const char *password, struct scram_secret *out)
+{
+	for (struct scram_cache *c = p->scram_cache; c; c = c->next)
+		if (strcmp(c->user, user) == 0 && strcmp(c->password, password) == 0) {
+			*out = c->secret;
+			return 0;
+		}
+	if (scram_secret_from_password(password, NULL, 0, SCRAM_DEFAULT_ITERATIONS, out) < 0)
+		return -1;
+	struct scram_cache *c = calloc(1, sizeof(*c));
+	if (c) {
+		c->user = strdup(user);
+		c->password = strdup(password);
+		if (c->user && c->password) {
+			c->secret = *out;
+			c->next = p->scram_cache;
+			p->scram_cache = c;
+		} else {
+			free(c->user);
+			free(c->password);
+			free(c);
+		}
+	}
+	return 0;
+}
+
 static void start_auth(struct client *cl)
 {
 	struct proxy *p = cl->proxy;
@@ -400,7 +433,7 @@ static void start_auth(struct client *cl)
 		secret = ue->secret;
 	} else {
 		const struct db_entry *db = config_find_db(cfg, cl->database);
-		if (db && db->password && (!db->user || strcmp(db->user, cl->user) == 0))
+		if (db && db_password_for(db, cl->user))
 			secret = db->password;
 	}
 	enum secret_kind kind = secret ? secret_kind_of(secret) : SECRET_PLAIN;
@@ -431,7 +464,7 @@ static void start_auth(struct client *cl)
 			cl->have_secret = false;
 		}
 	} else if (cl->have_secret) {
-		if (scram_secret_from_password(cl->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS, &ss) < 0)
+		if (scram_secret_cached(cl->proxy, cl->user, cl->secret, &ss) < 0)
 			cl->have_secret = false;
 	}
 	if (!cl->have_secret) {
@@ -682,6 +715,26 @@ static bool forward_range(struct client *cl, size_t n)
 	return true;
 }
 
+/* DROP DATABASE fails while sessions are connected: close this proxy's idle
+ * server connections to that database before the statement reaches the server. */
+static void check_drop_database(struct client *cl, const uint8_t *q, size_t len)
+{
+	char name[256];
+	if (len < 13 || !sql_drop_database_target((const char *)q, len, name, sizeof(name)))
+		return;
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &cl->proxy->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (strcmp(pool->up_database, name) != 0)
+			continue;
+		struct list *s, *st;
+		list_for_each_safe(s, st, &pool->idle_servers)
+			server_close(list_entry(s, struct server, node), "client drops this database");
+		pool->have_welcome = false; /* a re-created database may differ */
+	}
+}
+
 void client_process(struct client *cl)
 {
 	if (cl->state == CL_LOGIN) {
@@ -724,12 +777,17 @@ void client_process(struct client *cl)
 		if (!sv) {
 			/* A request with no server: queue for one.  Nothing is consumed, so the
 			 * request is sent whole once a server is linked. */
-			conn_want_read(&cl->c, false);
 			pool_request_server(cl);
+			/* Only a client that really has to wait stops being read (each toggle is
+			 * an epoll_ctl); a linked one was already processed by client_linked. */
+			if (cl->state == CL_WAITING)
+				conn_want_read(&cl->c, false);
 			return;
 		}
 		switch (type) {
 		case 'Q':
+			if (avail - pos >= (size_t)len + 1)
+				check_drop_database(cl, d + pos + 5, len - 4);
 			cl->pending_rfq++;
 			cl->pool->stats.queries++;
 			sv->work_since_rfq = true;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #include "core/log.h"
 #include "net/tls.h"
@@ -60,6 +61,18 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 		free_client(list_entry(n, struct client, node));
 	while ((n = list_pop_head(&p->dead_servers)))
 		free_server(list_entry(n, struct server, node));
+}
+
+static void scram_cache_clear(struct proxy *p)
+{
+	while (p->scram_cache) {
+		struct scram_cache *c = p->scram_cache;
+		p->scram_cache = c->next;
+		free(c->user);
+		free(c->password);
+		OPENSSL_cleanse(&c->secret, sizeof(c->secret));
+		free(c);
+	}
 }
 
 void proxy_schedule_reap(struct proxy *p)
@@ -245,6 +258,7 @@ int proxy_reload(struct proxy *p)
 	p->server_tls = stl;
 	userlist_free(&p->users);
 	p->users = ul;
+	scram_cache_clear(p); /* passwords may have changed */
 	struct list *it, *tmp;
 	list_for_each_safe(it, tmp, &p->pools)
 	{
@@ -252,7 +266,7 @@ int proxy_reload(struct proxy *p)
 		const struct db_entry *db = config_find_db(nc, pool->database);
 		if (db) {
 			pool->pool_size = db->pool_size > 0 ? db->pool_size : nc->pool_size;
-			if (db->password) {
+			if (db_password_for(db, pool->up_user)) {
 				if (secret_kind_of(db->password) == SECRET_PLAIN) {
 					free(pool->cred.password);
 					pool->cred.password = strdup(db->password);
@@ -355,4 +369,5 @@ void proxy_free(struct proxy *p)
 	if (p->server_tls)
 		SSL_CTX_free(p->server_tls);
 	userlist_free(&p->users);
+	scram_cache_clear(p);
 }

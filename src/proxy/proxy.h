@@ -78,6 +78,7 @@ struct client {
 	bool have_secret;
 	char secret[512];
 	bool auth_ok;
+	bool auth_ok_sent;
 	uint8_t md5_salt[4];
 	uint8_t pass_client_key[SCRAM_KEY_LEN];
 	bool have_pass_key;
@@ -161,7 +162,14 @@ struct pool {
 	struct pool_stats stats;
 };
 
+struct scram_cache {
+	struct scram_cache *next;
+	char *user, *password;
+	struct scram_secret secret;
+};
+
 struct proxy {
+	struct scram_cache *scram_cache; /* derived secrets of plaintext passwords */
 	struct event_base *base;
 	struct config *cfg;
 	struct userlist users;

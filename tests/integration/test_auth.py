@@ -132,9 +132,18 @@ def test_unknown_database(pg, pgmedic, layout):
 
 @pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 @pytest.mark.parametrize("user,password", [(SCRAM_USER, SCRAM_PASSWORD), (MD5_USER, MD5_PASSWORD)])
-def test_upstream_password_from_url(pg, pgmedic, pool_mode, user, password):
-    px = pgmedic(pool_mode=pool_mode, upstream=pg.url(user=user, password=password), auth_type="trust")
-    conn = px.connect(user=user)
+@pytest.mark.parametrize("client_auth", ["trust", "url-password"])
+def test_upstream_password_from_url(pg, pgmedic, pool_mode, user, password, client_auth):
+    """pgmedic logs in to PostgreSQL with the URL's password.  Clients are trusted
+    (--auth-type trust) or, with no auth file, log in with the URL's user and password."""
+    if client_auth == "trust":
+        px = pgmedic(pool_mode=pool_mode, upstream=pg.url(user=user, password=password), auth_type="trust")
+        conn = px.connect(user=user)
+    else:
+        px = pgmedic(pool_mode=pool_mode, upstream=pg.url(user=user, password=password))
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            px.connect(user=user, password="wrong-password")
+        conn = px.connect(user=user, password=password)
     assert query_ok(conn) == user
     conn.commit()
     assert pg.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s",

@@ -34,13 +34,15 @@ static void remove_temp(char *path)
 	free(path);
 }
 
-/* Runs fn with stderr captured; returns what the logger wrote (malloc'd). */
+/* Captures stderr (with warnings on) until capture_stderr_end, which returns
+ * what the logger wrote (malloc'd). */
 static char *capture_stderr_begin(int *saved)
 {
 	char tmpl[] = "/tmp/pgmedic-log-XXXXXX";
 	int fd = mkstemp(tmpl);
 	assert_true(fd >= 0);
 	fflush(stderr);
+	log_set_level(LOG_WARNING);
 	*saved = dup(2);
 	dup2(fd, 2);
 	close(fd);
@@ -50,6 +52,7 @@ static char *capture_stderr_begin(int *saved)
 static char *capture_stderr_end(int saved, char *path)
 {
 	fflush(stderr);
+	log_set_level(LOG_ERROR);
 	dup2(saved, 2);
 	close(saved);
 	FILE *f = fopen(path, "r");
@@ -95,8 +98,11 @@ static void test_url_full(void **state)
 	const struct db_entry *e = star(&c);
 	assert_string_equal(e->host, "db.example.com");
 	assert_int_equal(e->port, 5433);
-	assert_string_equal(e->user, "app");
+	assert_null(e->user); /* not forced: clients keep their own user upstream */
+	assert_string_equal(e->cred_user, "app");
 	assert_string_equal(e->password, "s3cret");
+	assert_true(db_password_for(e, "app"));
+	assert_false(db_password_for(e, "other"));
 	assert_null(e->dbname); /* client's database name passes through */
 	assert_int_equal(e->pool_size, -1);
 	assert_int_equal(e->pool_mode, -1);
@@ -117,6 +123,7 @@ static void test_url_minimal(void **state)
 	assert_string_equal(e->host, "localhost");
 	assert_int_equal(e->port, 0);
 	assert_null(e->user);
+	assert_null(e->cred_user);
 	assert_null(e->password);
 	assert_null(c.upstream_dbname);
 	assert_int_equal(c.server_tls_sslmode, SSLMODE_PREFER); /* untouched */
@@ -131,7 +138,7 @@ static void test_url_minimal(void **state)
 	assert_null(c.upstream_dbname);
 	/* empty password is no password */
 	assert_int_equal(config_apply_upstream_url(&c, "POSTGRESQL://u:@h", err, sizeof(err)), 0);
-	assert_string_equal(star(&c)->user, "u");
+	assert_string_equal(star(&c)->cred_user, "u");
 	assert_null(star(&c)->password);
 	assert_int_equal(c.ndbs, 1); /* replaced, never duplicated */
 	config_free(&c);
@@ -144,7 +151,7 @@ static void test_url_percent_encoding(void **state)
 	config_init(&c);
 	assert_int_equal(config_apply_upstream_url(&c,
 		"postgresql://a%40b:p%3Ass%2Fw%25rd%20x@h/my%20db", err, sizeof(err)), 0);
-	assert_string_equal(star(&c)->user, "a@b");
+	assert_string_equal(star(&c)->cred_user, "a@b");
 	assert_string_equal(star(&c)->password, "p:ss/w%rd x");
 	assert_string_equal(c.upstream_dbname, "my db");
 	/* an unencoded '@' in the password: the last '@' ends the user info */
@@ -178,7 +185,7 @@ static void test_url_ipv6_and_socket(void **state)
 		err, sizeof(err)), 0);
 	assert_string_equal(star(&c)->host, "/tmp/pg sock");
 	assert_int_equal(star(&c)->port, 5444);
-	assert_string_equal(star(&c)->user, "me");
+	assert_string_equal(star(&c)->cred_user, "me");
 	assert_string_equal(star(&c)->password, "pw");
 	assert_string_equal(c.upstream_dbname, "other");
 	config_free(&c);
@@ -225,7 +232,7 @@ static void test_url_garbage(void **state)
 		{"postgresql://h/db#frag", "'#'"},
 		{"postgresql://h/d b", "space"},
 		{"postgresql://h\n/db", "control"},
-		{"postgresql://@abstract/db", "abstract"},
+		{"postgresql://%40abstract/db", "abstract"},
 		{"postgresql://ho$t/db", "invalid host"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -275,6 +282,8 @@ static void test_db_lines(void **state)
 	assert_string_equal(e->dbname, "app_prod");
 	assert_string_equal(e->user, "svc");
 	assert_string_equal(e->password, "it's a s3cret; x");
+	assert_true(db_password_for(e, "svc"));
+	assert_false(db_password_for(e, "app"));
 	assert_int_equal(e->pool_size, 5);
 	assert_int_equal(e->pool_mode, POOL_SESSION);
 
@@ -637,7 +646,7 @@ static void test_args_errors(void **state)
 	expect_args_error((char *[]){"pgmedic", "--pool-size", "abc", NULL},
 			  "--pool-size: expected a positive integer, got 'abc'");
 	expect_args_error((char *[]){"pgmedic", "--pool-size", "0", NULL}, "positive integer");
-	expect_args_error((char *[]){"pgmedic", "--pool-size", "99999999999", NULL}, "positive integer");
+	expect_args_error((char *[]){"pgmedic", "--pool-size", "99999999999", NULL}, "too large");
 	expect_args_error((char *[]){"pgmedic", "--min-pool-size", "-1", NULL},
 			  "--min-pool-size: expected a non-negative integer, got '-1'");
 	expect_args_error((char *[]){"pgmedic", "--listen", "[::1", NULL}, "--listen: expected [IPv6");
@@ -949,6 +958,7 @@ static void test_defaults_and_help(void **state)
 
 int main(void)
 {
+	log_set_level(LOG_ERROR); /* warnings are checked where they matter, by capture */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_url_full),
 		cmocka_unit_test(test_url_minimal),
