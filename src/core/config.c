@@ -1628,7 +1628,7 @@ void config_print_help(const char *argv0)
 "  --pool-size N           server connections per database/user pair (default 20)\n"
 "  --min-pool-size N       server connections kept open even when idle (default 0)\n"
 "  --max-client-conn N     client connections accepted (default 10000)\n"
-"  --http HOST:PORT        serve /metrics, the JSON API and the dashboard (default off)\n"
+"  --http HOST:PORT        serve /metrics and /health over HTTP (default off)\n"
 "  --auth-type TYPE        client authentication: scram-sha-256 (default), md5, trust\n"
 "  --auth-file FILE        users and passwords, PgBouncer userlist.txt format\n"
 "  --config FILE           ini file: [pgmedic] (or [pgbouncer]) and [databases];\n"

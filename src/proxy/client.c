@@ -171,7 +171,8 @@ void client_close(struct client *cl, const char *reason)
 		return;
 	struct proxy *p = cl->proxy;
 	/* Ordinary goodbyes are debug-level; everything else says why at info. */
-	bool ordinary = strcmp(reason, "client sent Terminate") == 0 || strcmp(reason, "cancel request handled") == 0;
+	bool ordinary = strcmp(reason, "client sent Terminate") == 0 || strcmp(reason, "cancel request handled") == 0 ||
+			(!cl->user && cl->c.bytes_in == 0); /* port probes, health checks */
 	if (cl->state == CL_LOGIN && !cl->auth_ok)
 		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing during login: %s", reason);
 	else
@@ -732,6 +733,7 @@ static void check_drop_database(struct client *cl, const uint8_t *q, size_t len)
 		list_for_each_safe(s, st, &pool->idle_servers)
 			server_close(list_entry(s, struct server, node), "client drops this database");
 		pool->have_welcome = false; /* a re-created database may differ */
+		pgb_reset(&pool->welcome);
 	}
 }
 

@@ -230,7 +230,7 @@ void pool_server_ready(struct server *sv)
 void pool_request_server(struct client *cl)
 {
 	struct pool *pool = cl->pool;
-	clock_gettime(CLOCK_MONOTONIC, &cl->wait_start);
+	cl->wait_start.tv_sec = 0; /* only a client that queues has waited */
 	/* Take an idle server only when nobody queued earlier (FIFO fairness). */
 	if (list_empty(&pool->waiting_clients) && !list_empty(&pool->idle_servers)) {
 		struct server *sv = list_entry(pool->idle_servers.next, struct server, node);
@@ -238,6 +238,7 @@ void pool_request_server(struct client *cl)
 		return;
 	}
 	pool_client_move(cl, CL_WAITING);
+	clock_gettime(CLOCK_MONOTONIC, &cl->wait_start);
 	pool_maybe_launch(pool);
 }
 

@@ -111,6 +111,7 @@ struct server {
 	int login_step;
 	bool ssl_requested;
 	struct scram_client scram;
+	struct pg_buf login_params;        /* ParameterStatus messages seen at login */
 	uint32_t backend_pid, backend_key;
 	char *params[PG_TRACKED_PARAMS];   /* as last reported by the server */
 	struct param_kv *extra;            /* what we SET of the untracked kind */

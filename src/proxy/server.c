@@ -90,6 +90,7 @@ void server_close(struct server *sv, const char *reason)
 		sv->timer = NULL;
 	}
 	conn_close(&sv->c);
+	pgb_free(&sv->login_params);
 	pool_server_move(sv, SV_DEAD);
 	list_add_tail(&p->dead_servers, &sv->node);
 	proxy_schedule_reap(p);
@@ -441,7 +442,9 @@ static void login_complete(struct server *sv)
 	SLOG(LOG_DEBUG, sv, "logged in (backend pid %u)", sv->backend_pid);
 	if (!pool->have_welcome) {
 		/* The server's parameters become what every client of this pool is told. */
-		pgb_reset(&pool->welcome);
+		pgb_free(&pool->welcome);
+		pool->welcome = sv->login_params;
+		pgb_init(&sv->login_params);
 		for (int i = 0; i < PG_TRACKED_PARAMS; i++) {
 			free(pool->defaults[i]);
 			pool->defaults[i] = sv->params[i] ? strdup(sv->params[i]) : NULL;
@@ -510,8 +513,9 @@ static void login_process(struct server *sv)
 			break;
 		case 'S':
 			handle_param_status(sv, body, blen);
+			/* Kept per server: several may log in before the pool has a welcome. */
 			if (!pool->have_welcome)
-				pgb_raw(&pool->welcome, d, (size_t)len + 1);
+				pgb_raw(&sv->login_params, d, (size_t)len + 1);
 			break;
 		case 'K':
 			if (blen >= 8) {

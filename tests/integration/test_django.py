@@ -70,7 +70,11 @@ def run_django_tests(pg, port, test_db, conn_max_age=0):
         raise AssertionError(f"manage.py test still running after {DJANGO_TIMEOUT}s:\n{out[-8000:]}")
     # The runner writes its report (and per-test lines at -v 2) to stderr.
     output = r.stdout + r.stderr
-    assert r.returncode == 0, f"manage.py test exited with {r.returncode}:\n{output[-12000:]}"
+    hint = ""
+    if "is being accessed by other users" in output:
+        hint = ("\nDROP DATABASE found other sessions on the test database: the proxy must close "
+                "its idle server connections to a database that a client drops.\n")
+    assert r.returncode == 0, f"manage.py test exited with {r.returncode}:{hint}\n{output[-12000:]}"
     expected = expected_tests()
     assert len(expected) >= 20
     m = re.search(r"^Ran (\d+) tests? in [\d.]+s\s*\n\s*\nOK\s*$", output, re.M)
@@ -93,6 +97,8 @@ def test_django_suite_directly_against_postgresql(pg, django_role):
 @pytest.mark.timeout_s(DJANGO_TIMEOUT + 30)
 @pytest.mark.parametrize("conn_max_age", [0, 60])
 def test_django_suite_through_pgmedic_transaction_mode(pg, pgmedic, django_role, conn_max_age):
+    # pgmedic logs in to PostgreSQL as the upstream URL's user: the Django role, so
+    # that its non-UTC default TimeZone is what every server connection starts with.
     px = pgmedic(pool_mode="transaction", pool_size=4,
                  upstream=pg_url(ROLE, pg.port, "postgres"))
     test_db = f"test_pgmedic_django_{conn_max_age}"
