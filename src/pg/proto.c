@@ -1,6 +1,7 @@
 /* proto.c - protocol v3 framing, readers and builders (pure, no I/O). */
 #include "pg/proto.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,9 @@ uint32_t pgr_u32(struct pg_reader *r)
 
 const char *pgr_cstr(struct pg_reader *r, size_t *len_out)
 {
-	if (r->err) {
+	/* An empty reader may hold p == NULL: memchr(NULL, 0, 0) is UB. */
+	if (r->err || r->p == r->end) {
+		r->err = true;
 		return NULL;
 	}
 	const uint8_t *nul = memchr(r->p, 0, pgr_left(r));
@@ -149,8 +152,12 @@ int pg_parse_startup(const uint8_t *pkt, size_t len, struct pg_startup *out, cha
 			out->options = value;
 		else if (strcmp(name, "replication") == 0)
 			out->replication = value;
-		else if (strncmp(name, "_pq_.", 5) == 0)
-			continue; /* protocol extensions: not negotiated, ignore like 3.0 servers */
+		else if (strncmp(name, "_pq_.", 5) == 0) {
+			/* Protocol options: none supported; listed back in NegotiateProtocolVersion. */
+			if (out->npq_options < sizeof(out->pq_options) / sizeof(out->pq_options[0]))
+				out->pq_options[out->npq_options++] = name;
+			continue;
+		}
 		else {
 			if (out->nparams >= PG_MAX_STARTUP_PARAMS) {
 				snprintf(err, errlen, "too many startup parameters");
@@ -227,8 +234,13 @@ void pgb_reserve(struct pg_buf *b, size_t extra)
 	if (need <= b->cap)
 		return;
 	size_t ncap = b->cap ? b->cap : 256;
-	while (ncap < need)
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2) {
+			ncap = need;
+			break;
+		}
 		ncap *= 2;
+	}
 	uint8_t *nd = realloc(b->data, ncap);
 	if (!nd) {
 		b->failed = true;
@@ -401,6 +413,16 @@ void pgb_startup(struct pg_buf *b, const char *const *names, const char *const *
 	pgb_u8(b, 0);
 	if (!b->failed)
 		pg_put_u32(b->data + start, (uint32_t)(b->len - start));
+}
+
+void pgb_negotiate_version(struct pg_buf *b, const struct pg_startup *st)
+{
+	pgb_begin(b, 'v');
+	pgb_u32(b, PG_PROTOCOL_V3);
+	pgb_u32(b, (uint32_t)st->npq_options);
+	for (size_t i = 0; i < st->npq_options; i++)
+		pgb_str(b, st->pq_options[i]);
+	pgb_end(b);
 }
 
 const char *const pg_tracked_param_names[PG_TRACKED_PARAMS] = {

@@ -48,7 +48,7 @@ struct pg_reader {
 static inline void pgr_init(struct pg_reader *r, const uint8_t *p, size_t len)
 {
 	r->p = p;
-	r->end = p + len;
+	r->end = len ? p + len : p; /* an empty pg_buf has data == NULL; NULL + 0 is UB */
 	r->err = false;
 }
 static inline size_t pgr_left(const struct pg_reader *r) { return (size_t)(r->end - r->p); }
@@ -81,7 +81,14 @@ struct pg_startup {
 	const char *user, *database, *options, *replication;
 	struct pg_param params[PG_MAX_STARTUP_PARAMS];
 	size_t nparams;
+	/* Protocol options (_pq_.*) the client asked for; none is supported, and a
+	 * minor version above 0 or any of these calls for NegotiateProtocolVersion. */
+	const char *pq_options[8];
+	size_t npq_options;
 };
+/* NegotiateProtocolVersion ('v'): we speak 3.0 and none of the requested options. */
+struct pg_buf;
+void pgb_negotiate_version(struct pg_buf *b, const struct pg_startup *st);
 /* pkt points at a whole startup packet (including its length word).  Returns 0 or
  * -1 with a message in err suitable for an ErrorResponse. */
 int pg_parse_startup(const uint8_t *pkt, size_t len, struct pg_startup *out, char *err, size_t errlen)

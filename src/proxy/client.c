@@ -546,6 +546,16 @@ static void handle_startup(struct client *cl, const uint8_t *pkt, uint32_t len)
 		client_fatal(cl, "08P01", "replication connections are not supported by pgmedic");
 		return;
 	}
+	if ((st.code & 0xffff) != 0 || st.npq_options) {
+		/* A newer 3.x client: tell it we speak 3.0 (as PostgreSQL 15 does). */
+		struct pg_buf nb;
+		pgb_init(&nb);
+		pgb_negotiate_version(&nb, &st);
+		send_buf(cl, &nb);
+		pgb_free(&nb);
+		if (cl->state == CL_DEAD)
+			return;
+	}
 	for (size_t i = 0; i < st.nparams; i++)
 		set_param(cl, st.params[i].name, st.params[i].value);
 	if (st.options && parse_options(cl, st.options, err, sizeof(err)) < 0) {

@@ -47,6 +47,9 @@ STARTUP = {
     "startup_user_only": startup([("user", "bob")]),
     "startup_replication": startup([("user", "rep"), ("replication", "database"), ("database", "x")]),
     "startup_proto2": startup([("user", "old")], code=2 << 16),
+    # At PG_MAX_STARTUP_PARAMS (64) ordinary parameters, and one over.
+    "startup_64_params": startup([("user", "u")] + [("p%d" % i, "") for i in range(64)]),
+    "startup_65_params": startup([("user", "u")] + [("p%d" % i, "") for i in range(65)]),
     "ssl_request": untyped(struct.pack("!I", SSL)),
     "gssenc_request": untyped(struct.pack("!I", GSSENC)),
     "cancel_request": untyped(struct.pack("!III", CANCEL, 12345, 0x5EEDC0DE)),

@@ -601,8 +601,6 @@ class PgMedicFactory:
                     p.proc.wait(timeout=10)
             p._stdout.close()
             p._stderr.close()
-            if p.killed_by_test_harness and not p.expected_exit:
-                pass
             report = p.sanitizer_report()
             if report:
                 problems.append(f"sanitizer report in pgmedic #{p.index} stderr:\n{report[-20000:]}")

@@ -91,7 +91,6 @@ PRE_LOGIN = {
         struct.pack("!I", pgwire.PROTOCOL_3_0) + b"user\0postgres\0database\0" + DB.encode()),
     "odd_param_count": (lambda body: struct.pack("!I", len(body) + 4) + body)(
         struct.pack("!I", pgwire.PROTOCOL_3_0) + b"user\0postgres\0database\0\0"),
-    "ssl_request_twice_in_a_row": pgwire.ssl_request() + pgwire.ssl_request(),
 }
 
 
@@ -102,8 +101,28 @@ def test_bad_startup(pgmedic, case):
         for _ in range(3):
             with px.raw() as c:
                 c.send(PRE_LOGIN[case])
-                if case == "ssl_request_twice_in_a_row":
-                    assert c.read_bytes(1) == b"N"  # no TLS configured
+                assert_error_or_close(c)
+
+
+def test_ssl_request_twice(pgmedic):
+    """A second SSLRequest after 'N' is refused (as PostgreSQL does) or answered 'N'
+    again; in the latter case a normal login must follow."""
+    px = pgmedic(pool_mode="transaction", pool_size=1)
+    with healthy_client(px):
+        with px.raw() as c:
+            c.send(pgwire.ssl_request() + pgwire.ssl_request())
+            assert c.read_bytes(1) == b"N"  # no TLS configured
+            c.sock.settimeout(2)
+            try:
+                second = c.read_bytes(1)
+            except pgwire.Closed:
+                return
+            c.sock.settimeout(5)
+            if second == b"N":
+                assert c.startup("postgres", DB) == pgwire.AUTH_OK
+                assert c.simple_query("SELECT 1")[0] == [["1"]]
+            else:
+                c.buf = second + c.buf
                 assert_error_or_close(c)
 
 

@@ -8,6 +8,10 @@ import subprocess
 
 import pytest
 
+# Protocol-level named prepared statements in transaction mode are issue 3's work;
+# strict, so these start failing (XPASS) the moment it lands and the mark must go.
+PREPARED_XFAIL = pytest.mark.xfail(strict=True, reason="issue 3: named prepared statements in transaction mode")
+
 from conftest import PG_BIN
 
 PGBENCH = str(PG_BIN / "pgbench")
@@ -49,11 +53,11 @@ def balances(pg):
                   " (SELECT sum(bbalance) FROM pgbench_branches)", dbname=BENCH_DB)[0]
 
 
-def check_tpcb_run(pg, px, protocol):
+def check_tpcb_run(pg, px, protocol, jobs=JOBS):
     pg.sql("TRUNCATE pgbench_history", dbname=BENCH_DB)
     before = balances(pg)
     stdout, out = run_pgbench(px.port, BENCH_DB, "-n", "-M", protocol, "-c", str(CLIENTS),
-                              "-j", str(JOBS), "-T", str(SECONDS))
+                              "-j", str(jobs), "-T", str(SECONDS))
     processed, failed = parse_run(stdout, out)
     assert failed == 0, out
     assert processed > 0, out
@@ -80,13 +84,17 @@ def test_tpcb(pg, pgmedic, bench_db, pool_mode, protocol):
 
 
 @pytest.mark.timeout_s(90)
-@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+@pytest.mark.parametrize("pool_mode", ["session", pytest.param("transaction", marks=PREPARED_XFAIL)])
 def test_tpcb_prepared(pg, pgmedic, bench_db, pool_mode):
     """-M prepared: named statements prepared once per client connection.  In
     transaction mode this needs pgmedic's prepared-statement handling, since a
-    client's next transaction may land on another server connection."""
+    client's next transaction may land on another server connection.
+
+    One thread per client: pgbench prepares with the blocking PQprepare(), so a
+    thread whose client waits for a server would stall its other clients, which
+    may be the ones holding the servers (a deadlock in pgbench, not in the proxy)."""
     px = pgmedic(pool_mode=pool_mode, pool_size=POOL_SIZE, upstream=pg.url(dbname=bench_db))
-    check_tpcb_run(pg, px, "prepared")
+    check_tpcb_run(pg, px, "prepared", jobs=CLIENTS)
 
 
 @pytest.mark.timeout_s(90)

@@ -16,8 +16,8 @@ MODES = ["session", "transaction"]
 class Load:
     """n clients, each on its own connection, running short sleeps until stopped."""
 
-    def __init__(self, px, n, sql="SELECT pg_sleep(0.1)"):
-        self.conns = [px.connect() for _ in range(n)]
+    def __init__(self, px, n, sql="SELECT pg_sleep(0.1)", **connect_kw):
+        self.conns = [px.connect(**connect_kw) for _ in range(n)]
         for c in self.conns:
             c.autocommit = True
         self.stop_flag = False
@@ -59,9 +59,9 @@ def sample_max(fn, seconds, interval=0.1):
 def test_sighup_changes_pool_size(pg, pgmedic):
     db = pg.ensure_db("pgmedic_sighup")
     px = pgmedic(pool_mode="transaction", pool_size=2, use_config=True, upstream=pg.url(dbname=db))
-    assert px.metrics().get("pgmedic_pool_size", database=db) == 2
-    load = Load(px, 8)
+    load = Load(px, 8, dbname=db)  # pools are made on first use: metrics after the first client
     try:
+        assert px.metrics().get("pgmedic_pool_size", database=db) == 2
         assert sample_max(lambda: pg.server_backends(db), 1.5) == 2
         px.write_config(pool_size=5)
         px.signal(signal.SIGHUP)
