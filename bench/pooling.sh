@@ -6,6 +6,13 @@
 # both in transaction pooling mode with 20 server connections. pgbench -i once, then ROUNDS
 # rounds; in each round every workload runs against every target, the order of targets
 # rotating from round to round so that none always runs first (warm caches) or last.
+# In the first round each (workload, target) pair gets an uncounted WARMUP-second pgbench
+# run first, so that connection pools are filled before anything is measured.
+#
+# Besides tps, for the two poolers the script measures the pooler process's own CPU time
+# (user + system, /proc/PID/stat fields 14 and 15) consumed during each run, divided by the
+# transactions pgbench processed: µs of proxy CPU per transaction. On a small machine where
+# pgbench, PostgreSQL and the proxy compete for cores, this is a steadier comparison than tps.
 #
 # Workloads (pgbench -c CLIENTS -j JOBS -T DURATION -n ...):
 #   select_simple     -S -M simple       one-line SELECT by primary key, simple query protocol
@@ -16,12 +23,13 @@
 #                                        PgBouncer 1.18 in transaction mode cannot do this (expected FAIL)
 #
 # Output: a table on stdout, build/bench/pooling.md (markdown), build/bench/results.tsv
-# (one line per run), build/bench/raw/*.log (every pgbench output), and the servers' logs.
+# (one line per run, with the proxy's CPU ticks), build/bench/raw/*.log (every pgbench
+# output, warm-ups included), and the servers' logs.
 # A run that fails is recorded and the benchmark goes on; the exit status is 1 if any run
 # failed other than PgBouncer's -M prepared, or if pgmedic died.
 #
-# Environment: ROUNDS (3), DURATION (10 s per run), CLIENTS (20), JOBS (2), SCALE (10),
-# POOL_SIZE (20), WORKLOADS (space-separated subset of the names above), PGMEDIC_BIN
+# Environment: ROUNDS (5), DURATION (10 s per run), WARMUP (2 s; 0: none), CLIENTS (20),
+# JOBS (2), SCALE (10), POOL_SIZE (20), WORKLOADS (space-separated subset of the names above), PGMEDIC_BIN
 # (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN (PostgreSQL 15 binaries).
 set -eu
 
@@ -31,8 +39,9 @@ PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 export PGBIN
 PY=/usr/bin/python3
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
 CLIENTS=${CLIENTS:-20}
 JOBS=${JOBS:-2}
 SCALE=${SCALE:-10}
@@ -60,6 +69,7 @@ workload_args() {
 for v in ROUNDS DURATION CLIENTS JOBS SCALE POOL_SIZE; do
     case ${!v} in ''|*[!0-9]*|0) die "$v must be a positive integer (got '${!v}')" ;; esac
 done
+case $WARMUP in ''|*[!0-9]*) die "WARMUP must be a number of seconds, 0 for none (got '$WARMUP')" ;; esac
 for w in $WORKLOADS; do
     workload_args "$w" >/dev/null || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
@@ -135,6 +145,72 @@ wait_listening() {  # wait_listening PORT PID NAME
     die "$name is not listening on 127.0.0.1:$port after 15 s"
 }
 
+# --- proxy CPU time -------------------------------------------------------------------
+# /proc/PID/stat of a process (its thread group) holds its state (field 3), its utime and
+# stime summed over all its threads, in clock ticks (fields 14 and 15), and its start time
+# (field 22), which tells a process apart from a later one that reuses its pid. Field 2 is
+# "(comm)" and may contain spaces, so the fields are counted from the last ") ".
+CLK_TCK=$(getconf CLK_TCK)
+proc_stat() {   # proc_stat PID: prints "CPU_TICKS STARTTIME"; fails unless PID is alive
+    local stat f
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+    read -r -a f <<<"${stat##*) }"        # f[0] is field 3, so field N is f[N-3]
+    [ "${#f[@]}" -ge 20 ] || return 1
+    case ${f[0]} in Z|X) return 1 ;; esac   # exited (zombie): not alive any more
+    echo "$(( f[11] + f[12] )) ${f[19]}"
+}
+
+# proxy_pid PID BIN: the pid of the process running BIN, which is PID itself or, if PID is
+# a wrapper that did not exec (a shell, runuser), its only child or grandchild. Fails if
+# none is found, so that the CPU column is never taken from the wrong process.
+proxy_pid() {
+    local pid=$1 want exe kids _
+    want=$(readlink -f "$2")
+    for _ in 1 2 3; do
+        exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+        exe=${exe% (deleted)}               # the binary may be rebuilt while it runs
+        if [ "$exe" = "$want" ]; then echo "$pid"; return 0; fi
+        kids=$(cat /proc/"$pid"/task/*/children 2>/dev/null) || return 1
+        # shellcheck disable=SC2086  # one pid per word
+        set -- $kids
+        [ $# = 1 ] || return 1
+        pid=$1
+    done
+    return 1
+}
+
+# proxy_cpu TARGET: the proxy's CPU ticks so far; empty if TARGET has no proxy process, or if
+# that process is gone or is no longer the one found at start-up.
+proxy_cpu() {
+    local pid start st
+    case $1 in
+        pgbouncer) pid=$PGBOUNCER_CPU_PID start=$PGBOUNCER_START ;;
+        pgmedic) pid=$PGMEDIC_CPU_PID start=$PGMEDIC_START ;;
+        *) return 0 ;;
+    esac
+    [ -n "$pid" ] || return 0
+    st=$(proc_stat "$pid") || return 0
+    [ "${st#* }" = "$start" ] || return 0
+    echo "${st%% *}"
+}
+
+# find_proxy NAME PID BIN: sets NAME's CPU pid and start time (see proxy_cpu), or warns.
+find_proxy() {
+    local name=$1 pid st=""
+    pid=$(proxy_pid "$2" "$3") && st=$(proc_stat "$pid") || pid=""
+    if [ -z "$pid" ] || [ -z "$st" ]; then
+        echo "bench: warning: no $name process running $3 found under pid $2; its CPU columns will be n/a" >&2
+        pid="" st=""
+    elif [ "$pid" != "$2" ]; then
+        echo "bench: $name runs as pid $pid (child of $2); measuring its CPU there" >&2
+    fi
+    case $name in
+        pgbouncer) PGBOUNCER_CPU_PID=$pid PGBOUNCER_START=${st#* } ;;
+        pgmedic) PGMEDIC_CPU_PID=$pid PGMEDIC_START=${st#* } ;;
+    esac
+}
+PGBOUNCER_CPU_PID="" PGBOUNCER_START="" PGMEDIC_CPU_PID="" PGMEDIC_START=""
+
 # PgBouncer refuses to run as root: run it as the postgres system user. setpriv execs the
 # program, so $! of the background job is PgBouncer's own pid (a shell function would
 # leave a subshell in between, and SIGTERM would not reach PgBouncer).
@@ -191,6 +267,7 @@ EOF
 "${AS_POSTGRES[@]}" "$PGBOUNCER_BIN" "$TMP/pgbouncer/pgbouncer.ini" >"$OUT/pgbouncer.log" 2>&1 &
 PGBOUNCER_PID=$!
 wait_listening "$BPORT" "$PGBOUNCER_PID" pgbouncer
+find_proxy pgbouncer "$PGBOUNCER_PID" "$PGBOUNCER_BIN"
 
 say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, metrics on :$HPORT)"
 "$PGMEDIC_BIN" --listen "127.0.0.1:$MPORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
@@ -198,6 +275,7 @@ say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, metrics 
     >"$OUT/pgmedic.log" 2>&1 &
 PGMEDIC_PID=$!
 wait_listening "$MPORT" "$PGMEDIC_PID" pgmedic
+find_proxy pgmedic "$PGMEDIC_PID" "$PGMEDIC_BIN"
 
 target_port() {
     case $1 in
@@ -215,12 +293,16 @@ target_pid() {
 }
 
 # --- runs -----------------------------------------------------------------------------
+START_DATE=$(date '+%Y-%m-%d %H:%M %Z')
 # shellcheck disable=SC2086  # one workload name per word
 nwl=$(printf '%s\n' $WORKLOADS | wc -l)
 total=$((ROUNDS * nwl * ${#TARGETS[@]}))
+nwarm=0
+[ "$WARMUP" = 0 ] || nwarm=$((nwl * ${#TARGETS[@]}))
 say "$total runs: $ROUNDS rounds x $nwl workloads x ${#TARGETS[@]} targets, ${DURATION} s each," \
-    "$CLIENTS clients, $JOBS pgbench threads (about $((total * (DURATION + 1) / 60 + 1)) min)"
-printf 'round\tworkload\ttarget\tstatus\texit\tlog\n' >"$OUT/results.tsv"
+    "$CLIENTS clients, $JOBS pgbench threads, plus $nwarm uncounted ${WARMUP} s warm-ups in round 1" \
+    "(about $(( (total * (DURATION + 1) + nwarm * (WARMUP + 1)) / 60 + 1 )) min)"
+printf 'round\tworkload\ttarget\tstatus\texit\tlog\tproxy_cpu_ticks\n' >"$OUT/results.tsv"
 DEAD=""     # targets whose process died: their remaining runs are skipped
 n=0
 for round in $(seq "$ROUNDS"); do
@@ -230,18 +312,32 @@ for round in $(seq "$ROUNDS"); do
             n=$((n + 1))
             log="raw/r$round-$w-$t.log"
             pid=$(target_pid "$t")
-            st=0
+            st=0 cpu=""
             if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
                 case " $DEAD " in *" $t "*) ;; *) DEAD="$DEAD $t"; echo "bench: $t is no longer running (see $OUT/$t.log)" >&2 ;; esac
                 echo "skipped: $t was not running any more (see build/bench/$t.log)" >"$OUT/$log"
                 status=skipped st=0
             else
+                if [ "$round" = 1 ] && [ "$WARMUP" != 0 ]; then
+                    # Uncounted warm-up: fills the pool's server connections (and the caches)
+                    # before the first measured run of this workload on this target.
+                    wlog="raw/warmup-$w-$t.log" wst=0
+                    # shellcheck disable=SC2046
+                    timeout -k 5 $((WARMUP + 60)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$(target_port "$t")" \
+                        -U postgres -c "$CLIENTS" -j "$JOBS" -T "$WARMUP" -n $(workload_args "$w") "$DB" \
+                        >"$OUT/$wlog" 2>&1 || wst=$?
+                    [ "$wst" = 0 ] || echo "        warm-up of $w on $t failed (exit $wst, build/bench/$wlog); ignored"
+                fi
                 # Same starting point for every run: dirty buffers from earlier TPC-B runs flushed.
                 psql_direct -c CHECKPOINT postgres
+                # The proxy's CPU ticks right before and right after pgbench, while it is alive.
+                cpu0=$(proxy_cpu "$t")
                 # shellcheck disable=SC2046
                 timeout -k 5 $((DURATION + 60)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$(target_port "$t")" \
                     -U postgres -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -n $(workload_args "$w") "$DB" \
                     >"$OUT/$log" 2>&1 || st=$?
+                cpu1=$(proxy_cpu "$t")
+                if [ -n "$cpu0" ] && [ -n "$cpu1" ]; then cpu=$((cpu1 - cpu0)); fi
                 case $st in
                     0) status=ok ;;
                     124|137) status=timeout ;;
@@ -249,13 +345,20 @@ for round in $(seq "$ROUNDS"); do
                 esac
             fi
             tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/$log" | head -n 1)
+            xacts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$OUT/$log" | head -n 1)
+            cpu_note=""
+            if [ -n "$cpu" ] && [ -n "$xacts" ] && [ "$xacts" -gt 0 ]; then
+                cpu_note=$(awk -v c="$cpu" -v hz="$CLK_TCK" -v x="$xacts" \
+                    'BEGIN { printf "  proxy cpu %.1f us/xact (%d ticks / %d xacts)", c * 1e6 / hz / x, c, x }')
+            fi
             printf '[%3d/%d] round %d  %-16s %-10s %s\n' "$n" "$total" "$round" "$w" "$t" \
                 "$(case $status in
-                     ok) echo "tps ${tps:-?}" ;;
+                     ok) echo "tps ${tps:-?}$cpu_note" ;;
                      skipped) echo "SKIPPED ($t is not running)" ;;
                      *) echo "${status^^} (exit $st, see build/bench/$log)" ;;
                    esac)"
-            printf '%d\t%s\t%s\t%s\t%d\t%s\n' "$round" "$w" "$t" "$status" "$st" "$log" >>"$OUT/results.tsv"
+            printf '%d\t%s\t%s\t%s\t%d\t%s\t%s\n' "$round" "$w" "$t" "$status" "$st" "$log" "$cpu" \
+                >>"$OUT/results.tsv"
         done
     done
 done
@@ -271,18 +374,24 @@ except Exception as e:
 EOF
 
 # --- report ---------------------------------------------------------------------------
-say "results (median of $ROUNDS rounds; ratio > 1 means pgmedic is faster)"
+say "results (median of $ROUNDS rounds; pgmedic/pgbouncer > 1: pgmedic faster;" \
+    "cpu pgbouncer/pgmedic > 1: pgmedic uses less CPU per transaction)"
 echo
 ver() { timeout -k 1 2 "$1" --version 2>/dev/null </dev/null | head -n 1; }
 pgmedic_ver=$(ver "$PGMEDIC_BIN")
 [ -n "$pgmedic_ver" ] || pgmedic_ver="version $(cat "$ROOT/VERSION" 2>/dev/null || echo '?')"
+cpu_model=$(sed -n 's/^\(model name\|Model\|Hardware\)[[:space:]]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
+[ -n "$cpu_model" ] || cpu_model="$(uname -m) (model unknown)"
 rc=0
-"$PY" - "$OUT" "$ROUNDS" "$DURATION" "$CLIENTS" "$JOBS" "$SCALE" "$POOL_SIZE" \
-    "$(ver "$PGBIN/postgres")" "$(ver "$PGBOUNCER_BIN")" "$pgmedic_ver" "$(nproc)" <<'EOF' || rc=$?
-import os, re, statistics, sys, time
+PYTHONIOENCODING=utf-8 "$PY" - "$OUT" "$ROUNDS" "$DURATION" "$CLIENTS" "$JOBS" "$SCALE" "$POOL_SIZE" \
+    "$(ver "$PGBIN/postgres")" "$(ver "$PGBOUNCER_BIN")" "$pgmedic_ver" "$(nproc)" \
+    "$cpu_model" "$START_DATE" "$CLK_TCK" "$WARMUP" <<'EOF' || rc=$?
+import os, re, statistics, sys
 
 out, rounds, duration, clients, jobs, scale, pool = sys.argv[1:8]
-pg_ver, pgb_ver, pgm_ver, ncpu = sys.argv[8:12]
+pg_ver, pgb_ver, pgm_ver, ncpu, cpu_model, date, clk_tck, warmup = sys.argv[8:16]
+clk_tck = int(clk_tck)
+PROXIES = ["pgbouncer", "pgmedic"]
 TARGETS = ["direct", "pgbouncer", "pgmedic"]
 ORDER = ["select_simple", "select_extended", "tpcb_simple", "select_connect", "select_prepared"]
 LABEL = {
@@ -298,7 +407,7 @@ runs = {}   # (workload, target) -> list of dict(status, tps, lat, round)
 with open(os.path.join(out, "results.tsv")) as f:
     next(f)
     for line in f:
-        rnd, w, t, status, code, log = line.rstrip("\n").split("\t")
+        rnd, w, t, status, code, log, ticks = line.rstrip("\n").split("\t")
         r = {"round": int(rnd), "status": status, "code": int(code), "log": log}
         try:
             text = open(os.path.join(out, log), errors="replace").read()
@@ -310,6 +419,12 @@ with open(os.path.join(out, "results.tsv")) as f:
         r["lat"] = float(m.group(1)) if m else None
         if r["status"] == "ok" and r["tps"] is None:
             r["status"] = "fail"     # finished without a result line: count it as a failure
+        m = re.search(r"^number of transactions actually processed: ([0-9]+)", text, re.M)
+        xacts = int(m.group(1)) if m else 0
+        # The proxy's CPU (user + system) per transaction, in µs; None for direct, for failed
+        # runs, and when the proxy's CPU could not be read.
+        r["cpu"] = (int(ticks) * 1e6 / clk_tck / xacts
+                    if r["status"] == "ok" and ticks != "" and xacts > 0 else None)
         m = re.search(r"ERROR:\s*(.*)", text) or re.search(r"(?:error|FATAL):\s*(.*)", text)
         r["error"] = m.group(1).strip()[:120] if m else ""
         runs.setdefault((w, t), []).append(r)
@@ -324,26 +439,36 @@ def cell(w, t, key, fmt):
     rs = runs.get((w, t), [])
     v = med(w, t, key)
     if v is None:
-        return "FAIL" if rs else "-"
+        if not rs:
+            return "-"
+        return "n/a" if any(r["status"] == "ok" for r in rs) else "FAIL"
     s = fmt % v
-    ok = sum(1 for r in rs if r["status"] == "ok")
+    ok = sum(1 for r in rs if r["status"] == "ok" and r[key] is not None)
     return s if ok == len(rs) else "%s (%d/%d ok)" % (s, ok, len(rs))
 
-def ratio(w, a, b):
-    x, y = med(w, a, "tps"), med(w, b, "tps")
+def ratio(w, a, b, key="tps"):
+    x, y = med(w, a, key), med(w, b, key)
     return "%.2f" % (x / y) if x is not None and y else "-"
 
 head = ["workload", "direct tps", "pgbouncer tps", "pgmedic tps", "pgmedic/pgbouncer",
-        "pgmedic/direct", "direct lat ms", "pgbouncer lat ms", "pgmedic lat ms"]
+        "pgmedic/direct", "direct lat ms", "pgbouncer lat ms", "pgmedic lat ms",
+        "pgbouncer cpu µs/xact", "pgmedic cpu µs/xact", "cpu pgbouncer/pgmedic"]
 rows = []
 for w in workloads:
     rows.append([LABEL[w]] + [cell(w, t, "tps", "%.0f") for t in TARGETS]
                 + [ratio(w, "pgmedic", "pgbouncer"), ratio(w, "pgmedic", "direct")]
-                + [cell(w, t, "lat", "%.3f") for t in TARGETS])
+                + [cell(w, t, "lat", "%.3f") for t in TARGETS]
+                + [cell(w, t, "cpu", "%.1f") for t in PROXIES]
+                + [ratio(w, "pgbouncer", "pgmedic", "cpu")])
+
+machine = ("Machine: %s CPU(s), %s; %s; ROUNDS=%s DURATION=%s CLIENTS=%s POOL_SIZE=%s"
+           % (ncpu, cpu_model, date, rounds, duration, clients, pool))
 
 widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
 def line(cells):
     return "  ".join(str(c).ljust(wd) if i == 0 else str(c).rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths)))
+print(machine)
+print()
 print(line(head))
 print(line(["-" * wd for wd in widths]))
 for r in rows:
@@ -372,27 +497,39 @@ if any((w, t) in EXPECTED_FAIL and any(r["status"] != "ok" for r in runs[(w, t)]
 md = []
 md.append("# Pooling benchmark: direct PostgreSQL vs PgBouncer vs pgmedic")
 md.append("")
-md.append("Run %s on %s CPU(s). %s; %s; pgmedic: %s." % (time.strftime("%Y-%m-%d %H:%M:%S %Z"), ncpu,
-          pg_ver or "PostgreSQL ?", pgb_ver or "PgBouncer ?", pgm_ver or "?"))
+md.append("%s; %s; pgmedic: %s." % (pg_ver or "PostgreSQL ?", pgb_ver or "PgBouncer ?", pgm_ver or "?"))
 md.append("pgbench -c %s -j %s -T %s, scale %s; both poolers in transaction mode with %s server "
-          "connections. Medians of %s rounds, targets in rotating order. Ratios compare median tps: "
-          "> 1 means pgmedic is faster." % (clients, jobs, duration, scale, pool, rounds))
+          "connections. Medians of %s rounds, targets in rotating order%s. "
+          "pgmedic/pgbouncer and pgmedic/direct compare median tps: > 1 means pgmedic is faster. "
+          "*cpu µs/xact* is the pooler process's own CPU time (user + system, from /proc/PID/stat) "
+          "during a run divided by the transactions pgbench processed in it (median over rounds); "
+          "cpu pgbouncer/pgmedic > 1 means pgmedic spends less CPU per transaction."
+          % (clients, jobs, duration, scale, pool, rounds,
+             ", after an uncounted %s s warm-up per workload and target" % warmup if warmup != "0" else ""))
+md.append("")
+md.append(machine + ".")
 md.append("")
 md.append("| " + " | ".join(head) + " |")
 md.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
 for r in rows:
     md.append("| " + " | ".join(str(c) for c in r) + " |")
 md.append("")
-md.append("All runs (tps):")
+md.append("All runs (tps, and the poolers' CPU µs per transaction):")
 md.append("")
-md.append("| workload | round | direct | pgbouncer | pgmedic |")
-md.append("|---|---:|---:|---:|---:|")
+md.append("| workload | round | direct tps | pgbouncer tps | pgmedic tps | pgbouncer cpu µs/xact | pgmedic cpu µs/xact |")
+md.append("|---|---:|---:|---:|---:|---:|---:|")
 for w in workloads:
     for rnd in range(1, int(rounds) + 1):
         cells = []
-        for t in TARGETS:
-            r = next((r for r in runs.get((w, t), []) if r["round"] == rnd), None)
-            cells.append("-" if r is None else ("%.0f" % r["tps"] if r["status"] == "ok" else r["status"].upper()))
+        for key, fmt, ts in (("tps", "%.0f", TARGETS), ("cpu", "%.1f", PROXIES)):
+            for t in ts:
+                r = next((r for r in runs.get((w, t), []) if r["round"] == rnd), None)
+                if r is None:
+                    cells.append("-")
+                elif r["status"] != "ok":
+                    cells.append(r["status"].upper())
+                else:
+                    cells.append("n/a" if r[key] is None else fmt % r[key])
         md.append("| %s | %d | %s |" % (LABEL[w], rnd, " | ".join(cells)))
 if failures:
     md.append("")

@@ -101,7 +101,7 @@ static const char *const pgbouncer_only_keys[] = {
 	"max_db_client_connections", "max_user_connections", "max_user_client_connections",
 	"server_round_robin", "track_extra_parameters", "ignore_startup_parameters",
 	"peer_id", "disable_pqexec", "application_name_add_host", "conffile",
-	"service_name", "job_name", "stats_period", "max_prepared_statements",
+	"service_name", "job_name", "stats_period",
 	"scram_iterations", "auth_hba_file", "auth_ident_file", "auth_user", "auth_query",
 	"auth_dbname", "auth_ldap_options", "syslog", "syslog_ident", "syslog_facility",
 	"log_connections", "log_disconnections", "log_pooler_errors", "log_stats",
@@ -1010,6 +1010,8 @@ static int set_key(struct config *c, const char *key, const char *value, const c
 		return int_value(label, value, 1, INT_MAX, &c->pool_size, err, errlen);
 	if (strcasecmp(key, "min_pool_size") == 0)
 		return int_value(label, value, 0, INT_MAX, &c->min_pool_size, err, errlen);
+	if (strcasecmp(key, "max_prepared_statements") == 0)
+		return int_value(label, value, 0, 100000, &c->max_prepared_statements, err, errlen);
 	if (strcasecmp(key, "max_client_conn") == 0)
 		return int_value(label, value, 1, INT_MAX, &c->max_client_conn, err, errlen);
 	if (strcasecmp(key, "server_reset_query") == 0) {
@@ -1077,6 +1079,7 @@ void config_init(struct config *c)
 	c->pool_mode = POOL_TRANSACTION;
 	c->pool_size = 20;
 	c->min_pool_size = 0;
+	c->max_prepared_statements = 200;
 	c->max_client_conn = 10000;
 	c->query_wait_timeout = 120;
 	c->server_connect_timeout = 15;

@@ -66,6 +66,7 @@ struct config {
 	enum pool_mode pool_mode;  /* default transaction */
 	int pool_size;             /* default 20 */
 	int min_pool_size;         /* default 0 */
+	int max_prepared_statements; /* per server connection, transaction mode; default 200; 0 = no mapping */
 	int max_client_conn;       /* default 10000 */
 	double query_wait_timeout;     /* seconds, default 120; 0 = forever */
 	double server_connect_timeout; /* default 15 */

@@ -73,7 +73,8 @@ void client_fatal(struct client *cl, const char *sqlstate, const char *msg)
 void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen)
 {
 	struct client *cl = calloc(1, sizeof(*cl));
-	if (!cl || set_nonblocking(fd) < 0 || conn_init(&cl->c, p->base, fd, client_event, cl) < 0) {
+	/* evconnlistener hands over sockets already non-blocking and close-on-exec. */
+	if (!cl || conn_init(&cl->c, p->base, fd, client_event, cl) < 0) {
 		log_error("cannot set up a new client connection: out of memory");
 		free(cl);
 		close(fd);
@@ -110,10 +111,7 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen
 	/* Pick a BackendKeyData no other client has: cancel requests are routed by it. */
 	for (;;) {
 		uint32_t v[2];
-		if (RAND_bytes((unsigned char *)v, sizeof(v)) != 1) {
-			v[0] = (uint32_t)random();
-			v[1] = (uint32_t)random();
-		}
+		proxy_random(p, v, sizeof(v));
 		cl->cancel_pid = (v[0] & 0x3fffffff) | 1;
 		cl->cancel_key = v[1];
 		bool clash = false;
@@ -747,6 +745,38 @@ static void check_drop_database(struct client *cl, const uint8_t *q, size_t len)
 	}
 }
 
+/* Request accounting: what the pool needs to know to release the server. */
+static void account(struct client *cl, struct server *sv, uint8_t type)
+{
+	switch (type) {
+	case 'Q':
+		cl->pending_rfq++;
+		cl->pool->stats.queries++;
+		sv->work_since_rfq = true;
+		break;
+	case 'S':
+		cl->pending_rfq++;
+		cl->in_extended = false;
+		break;
+	case 'E':
+		cl->pool->stats.queries++;
+		sv->work_since_rfq = true;
+		cl->in_extended = true;
+		break;
+	case 'P': case 'B': case 'D': case 'C': case 'H':
+		cl->in_extended = true;
+		break;
+	case 'F':
+		cl->pending_rfq++;
+		sv->work_since_rfq = true;
+		break;
+	default:
+		break;
+	}
+}
+
+#define PREP_MSG_MAX (16u << 20) /* a Parse/Describe/Close larger than this is refused */
+
 void client_process(struct client *cl)
 {
 	if (cl->state == CL_LOGIN) {
@@ -758,6 +788,9 @@ void client_process(struct client *cl)
 	struct server *sv = cl->server;
 	if (sv && sv->state != SV_ACTIVE)
 		return; /* setup query in flight; resumed by client_linked */
+	/* Transaction mode maps statement names; every message is then tracked. */
+	bool track = sv && cl->pool->mode == POOL_TRANSACTION && cl->proxy->cfg->max_prepared_statements > 0;
+	bool staged = false; /* cl->stage holds rewritten bytes to send before pos */
 	const uint8_t *d = conn_in_data(&cl->c);
 	size_t avail = conn_in_avail(&cl->c);
 	size_t pos = 0;
@@ -774,13 +807,13 @@ void client_process(struct client *cl)
 		if (f == PG_FRAME_NEED_MORE)
 			break;
 		if (f == PG_FRAME_BAD) {
-			if (sv && !forward_range(cl, pos))
-				return;
 			cl->proxy->bad_packets++;
 			client_fatal(cl, "08P01", "invalid message length from client");
 			return;
 		}
 		if (type == 'X') {
+			if (sv && staged)
+				break; /* sent below; the Terminate is seen again next time */
 			if (sv && !forward_range(cl, pos))
 				return;
 			client_close(cl, "client sent Terminate");
@@ -796,34 +829,53 @@ void client_process(struct client *cl)
 				conn_want_read(&cl->c, false);
 			return;
 		}
-		switch (type) {
-		case 'Q':
-			if (avail - pos >= (size_t)len + 1)
-				check_drop_database(cl, d + pos + 5, len - 4);
-			cl->pending_rfq++;
-			cl->pool->stats.queries++;
-			sv->work_since_rfq = true;
-			break;
-		case 'S':
-			cl->pending_rfq++;
-			cl->in_extended = false;
-			break;
-		case 'E':
-			cl->pool->stats.queries++;
-			sv->work_since_rfq = true;
-			cl->in_extended = true;
-			break;
-		case 'P': case 'B': case 'D': case 'C': case 'H':
-			cl->in_extended = true;
-			break;
-		case 'F':
-			cl->pending_rfq++;
-			sv->work_since_rfq = true;
-			break;
-		default:
-			break;
-		}
 		size_t total = (size_t)len + 1;
+		if (type == 'Q' && avail - pos >= total) {
+			check_drop_database(cl, d + pos + 5, len - 4);
+			if (track && sql_drops_prepared((const char *)d + pos + 5, len - 4))
+				prep_client_reset_all(cl);
+		}
+		if (track) {
+			size_t need = prep_bytes_needed(type, len);
+			if (avail - pos < need) {
+				if (need > PREP_MSG_MAX) {
+					client_fatal(cl, "54000", "prepared statement message too large for pgmedic");
+					return;
+				}
+				if (conn_in_reserve(&cl->c, pos + need, PREP_MSG_MAX + 4096) < 0) {
+					client_fatal(cl, "53200", "out of memory");
+					return;
+				}
+				break; /* wait for the rest of the message */
+			}
+			if ((type == 'P' || type == 'B' || type == 'D' || type == 'C') &&
+			    prep_needs_rewrite(cl, type, d + pos, avail - pos)) {
+				if (!staged) {
+					pgb_reset(&cl->stage);
+					staged = true;
+				}
+				pgb_raw(&cl->stage, d, pos);
+				uint32_t left = 0;
+				long used = prep_rewrite(cl, type, d + pos, avail - pos, len, &cl->stage, &left);
+				if (used < 0 || cl->stage.failed) {
+					client_fatal(cl, "53200", "out of memory");
+					return;
+				}
+				account(cl, sv, type);
+				cl->pool->stats.bytes_in += pos + (size_t)used;
+				conn_in_consume(&cl->c, pos + (size_t)used);
+				cl->stream_left = left;
+				d = conn_in_data(&cl->c);
+				avail = conn_in_avail(&cl->c);
+				pos = 0;
+				continue;
+			}
+			if (prep_track(cl, type, d + pos, avail - pos) < 0) {
+				client_fatal(cl, "53200", "out of memory");
+				return;
+			}
+		}
+		account(cl, sv, type);
 		if (avail - pos >= total) {
 			pos += total;
 		} else {
@@ -831,8 +883,33 @@ void client_process(struct client *cl)
 			pos = avail;
 		}
 	}
-	if (sv)
-		(void)forward_range(cl, pos);
+	if (!sv)
+		return;
+	if (staged) {
+		pgb_raw(&cl->stage, conn_in_data(&cl->c), pos);
+		cl->pool->stats.bytes_in += pos;
+		conn_in_consume(&cl->c, pos);
+		if (cl->stage.failed) {
+			client_fatal(cl, "53200", "out of memory");
+			return;
+		}
+		if (conn_send(&sv->c, cl->stage.data, cl->stage.len) == CONN_IO_ERROR) {
+			server_close(sv, sv->c.error[0] ? sv->c.error : "write to server failed");
+			return;
+		}
+		if (cl->stage.cap > 1024 * 1024)
+			pgb_free(&cl->stage);
+		if (conn_out_pending(&sv->c) > CONN_OUT_HIGH)
+			conn_want_read(&cl->c, false);
+	} else if (!forward_range(cl, pos)) {
+		return;
+	}
+	if (track && prep_synth_due(cl))
+		prep_drain_synth(cl);
+	/* A Terminate left behind a staged batch. */
+	if (staged && cl->state != CL_DEAD && conn_in_avail(&cl->c) >= 5 && conn_in_data(&cl->c)[0] == 'X' &&
+	    !cl->stream_left)
+		client_process(cl);
 }
 
 static void client_read(struct client *cl)

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include "core/log.h"
 #include "net/tls.h"
@@ -21,6 +23,28 @@ double now_sec(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void proxy_random(struct proxy *p, void *out, size_t n)
+{
+	uint8_t *o = out;
+	while (n > 0) {
+		if (p->rand_left == 0) {
+			if (RAND_bytes(p->rand_pool, sizeof(p->rand_pool)) != 1) {
+				/* Never hand out predictable keys silently. */
+				log_error("RAND_bytes failed; cancel keys fall back to getrandom()");
+				if (getrandom(p->rand_pool, sizeof(p->rand_pool), 0) != (ssize_t)sizeof(p->rand_pool))
+					abort();
+			}
+			p->rand_left = sizeof(p->rand_pool);
+		}
+		size_t take = n < p->rand_left ? n : p->rand_left;
+		memcpy(o, p->rand_pool + sizeof(p->rand_pool) - p->rand_left, take);
+		OPENSSL_cleanse(p->rand_pool + sizeof(p->rand_pool) - p->rand_left, take);
+		p->rand_left -= take;
+		o += take;
+		n -= take;
+	}
 }
 
 static void free_client(struct client *cl)
@@ -34,6 +58,8 @@ static void free_client(struct client *cl)
 		free(cl->extra[i].value);
 	}
 	free(cl->extra);
+	prep_client_free(cl);
+	pgb_free(&cl->stage);
 	free(cl);
 }
 
@@ -46,6 +72,7 @@ static void free_server(struct server *sv)
 		free(sv->extra[i].value);
 	}
 	free(sv->extra);
+	prep_server_free(sv);
 	free(sv);
 }
 

@@ -41,6 +41,7 @@
 #include "net/conn.h"
 #include "pg/proto.h"
 #include "pg/scram.h"
+#include "proxy/prepared.h"
 
 struct proxy;
 struct pool;
@@ -90,6 +91,10 @@ struct client {
 
 	uint32_t cancel_pid, cancel_key;   /* what we told the client */
 
+	/* transaction mode: statement names and the response queue (prepared.h) */
+	struct prep_client prep;
+	struct pg_buf stage;        /* rewritten requests gathered for one send */
+
 	/* request tracking */
 	uint32_t stream_left;       /* bytes of a message still to pass through */
 	uint32_t pending_rfq;       /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
@@ -112,6 +117,7 @@ struct server {
 	bool ssl_requested;
 	struct scram_client scram;
 	struct pg_buf login_params;        /* ParameterStatus messages seen at login */
+	struct prep_server prep;           /* statements prepared here under pgm_ names */
 	uint32_t backend_pid, backend_key;
 	char *params[PG_TRACKED_PARAMS];   /* as last reported by the server */
 	struct param_kv *extra;            /* what we SET of the untracked kind */
@@ -170,6 +176,9 @@ struct scram_cache {
 };
 
 struct proxy {
+	struct pstmt_registry pstmts;    /* every statement known, by text + types */
+	uint8_t rand_pool[4096];         /* CSPRNG output handed out in small pieces */
+	size_t rand_left;
 	struct scram_cache *scram_cache; /* derived secrets of plaintext passwords */
 	struct event_base *base;
 	struct config *cfg;
@@ -192,6 +201,9 @@ struct proxy {
 };
 
 double now_sec(void);
+/* Unpredictable bytes (BackendKeyData): drawn from OpenSSL in 4 KiB batches, since
+ * every RAND_bytes call costs a getpid() system call. */
+void proxy_random(struct proxy *p, void *out, size_t n);
 
 /* proxy.c */
 int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int argc, char **argv,

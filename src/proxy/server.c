@@ -803,7 +803,10 @@ void server_process(struct server *sv)
 		}
 		size_t total = (size_t)len + 1;
 		bool whole = avail - pos >= total;
-		bool inspect = sv->state != SV_ACTIVE || type == 'Z' || type == 'S' || type == 'E';
+		struct client *tcl = sv->state == SV_ACTIVE && sv->client && sv->client->prep.qlen ? sv->client : NULL;
+		/* With expectations queued, ParseComplete/CloseComplete may have to be dropped. */
+		bool inspect = sv->state != SV_ACTIVE || type == 'Z' || type == 'S' || type == 'E' ||
+			       (tcl && (type == '1' || type == '3'));
 		if (inspect && !whole) {
 			if (total > SERVER_WHOLE_MAX) {
 				if (sv->state == SV_ACTIVE && type != 'Z') {
@@ -836,6 +839,24 @@ void server_process(struct server *sv)
 		}
 		const uint8_t *body = d + pos + 5;
 		size_t blen = len - 4;
+		if (tcl) {
+			/* Responses pgmedic answered itself go out first, in order. */
+			if (prep_synth_due(tcl)) {
+				if (!relay_range(sv, pos))
+					return;
+				pos = 0;
+				prep_drain_synth(tcl);
+				continue;
+			}
+			if (prep_on_server_msg(tcl, sv, type) == PREP_DROP) {
+				/* The answer to a Parse/Close pgmedic injected: not the client's. */
+				if (!relay_range(sv, pos))
+					return;
+				pos = 0;
+				conn_in_consume(&sv->c, total);
+				continue;
+			}
+		}
 		if (sv->state == SV_ACTIVE) {
 			struct client *cl = sv->client;
 			pos += total;
@@ -910,8 +931,8 @@ void server_process(struct server *sv)
 			return;
 		}
 	}
-	if (sv->state != SV_DEAD)
-		relay_range(sv, pos);
+	if (sv->state != SV_DEAD && relay_range(sv, pos) && sv->client && prep_synth_due(sv->client))
+		prep_drain_synth(sv->client);
 }
 
 static void server_read(struct server *sv)

@@ -8,10 +8,6 @@ import subprocess
 
 import pytest
 
-# Protocol-level named prepared statements in transaction mode are issue 3's work;
-# strict, so these start failing (XPASS) the moment it lands and the mark must go.
-PREPARED_XFAIL = pytest.mark.xfail(strict=True, reason="issue 3: named prepared statements in transaction mode")
-
 from conftest import PG_BIN
 
 PGBENCH = str(PG_BIN / "pgbench")
@@ -84,7 +80,7 @@ def test_tpcb(pg, pgmedic, bench_db, pool_mode, protocol):
 
 
 @pytest.mark.timeout_s(90)
-@pytest.mark.parametrize("pool_mode", ["session", pytest.param("transaction", marks=PREPARED_XFAIL)])
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 def test_tpcb_prepared(pg, pgmedic, bench_db, pool_mode):
     """-M prepared: named statements prepared once per client connection.  In
     transaction mode this needs pgmedic's prepared-statement handling, since a

@@ -15,10 +15,6 @@ import psycopg2.errors
 import psycopg2.extensions
 import pytest
 
-# Protocol-level named prepared statements in transaction mode are issue 3's work;
-# strict, so these start failing (XPASS) the moment it lands and the mark must go.
-PREPARED_XFAIL = pytest.mark.xfail(strict=True, reason="issue 3: named prepared statements in transaction mode")
-
 from conftest import wait_until
 
 MODES = ["session", "transaction"]
@@ -373,7 +369,7 @@ def test_set_parameters_per_client_transaction_mode(pg, pgmedic):
 
 # ------------------------------------------------------------------ psycopg 3 specifics
 
-@pytest.mark.parametrize("pool_mode", ["session", pytest.param("transaction", marks=PREPARED_XFAIL)])
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 def test_psycopg3_prepared_statements(pgmedic, pool_mode):
     """psycopg 3 prepares a query on the server after prepare_threshold executions.
     Three clients over two server connections, interleaved: in transaction mode a

@@ -1,0 +1,101 @@
+/* prepared.h - protocol-level named prepared statements in transaction mode.
+ *
+ * A client's statement names mean nothing on the server connection it gets next,
+ * so pgmedic keeps, per client, name -> statement, and per server connection the
+ * set of statements prepared there under pgmedic's own names ("pgm_<hash>", shared
+ * by every client that prepares the same text and parameter types).  Parse of a
+ * statement the server already has is answered by pgmedic; Bind/Describe of one it
+ * lacks get a Parse injected first.  Because responses are added and removed, each
+ * forwarded message gets an entry in a per-client queue that says what to do with
+ * its response (pass, drop, or synthesize) — the response stream stays in order. */
+#ifndef PGMEDIC_PREPARED_H
+#define PGMEDIC_PREPARED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct proxy;
+struct client;
+struct server;
+struct pg_buf;
+
+struct pstmt {
+	struct pstmt *next;    /* hash bucket chain */
+	uint64_t hash;
+	int refs;              /* client mappings + server sets + queue entries */
+	char name[48];         /* server-side name */
+	size_t body_len;       /* query text NUL, int16 count, int32 type OIDs */
+	uint8_t body[];
+};
+
+enum pq_kind { PQ_PARSE, PQ_BIND, PQ_DESC_STMT, PQ_DESC_PORTAL, PQ_EXEC, PQ_CLOSE, PQ_SYNC, PQ_QUERY };
+enum pq_action { PQ_PASS, PQ_SKIP, PQ_SYNTH };
+
+struct pq_entry {
+	uint8_t kind, action;
+	struct pstmt *st;      /* PARSE: the statement it creates (a reference) */
+	char *client_name;     /* client's PARSE: mapping to undo if the server refuses */
+};
+
+struct cl_stmt {
+	char *name;
+	struct pstmt *st;
+};
+
+struct sv_stmt {
+	struct pstmt *st;
+	uint64_t last_use;
+};
+
+#define PSTMT_BUCKETS 1024
+
+struct pstmt_registry {
+	struct pstmt *buckets[PSTMT_BUCKETS];
+	uint64_t seq;
+	uint64_t parses_saved, parses_injected, evictions;
+	size_t live;
+};
+
+/* Per-client tracking (embedded in struct client). */
+struct prep_client {
+	struct cl_stmt *stmts;
+	size_t nstmts, capstmts;
+	struct pq_entry *q;
+	size_t qhead, qlen, qcap;
+};
+
+/* Per-server set (embedded in struct server). */
+struct prep_server {
+	struct sv_stmt *set;
+	size_t n, cap;
+	uint64_t clock;
+};
+
+/* Bytes of a message needed before prep_client_message can decide (<= total). */
+size_t prep_bytes_needed(uint8_t type, uint32_t len);
+/* Does this message need rewriting for the linked server? (no side effects) */
+bool prep_needs_rewrite(struct client *cl, uint8_t type, const uint8_t *m, size_t have);
+/* Rewrites one message into out (including any injected Parse/Close) and queues
+ * the expectations.  have: bytes of the message available (>= prep_bytes_needed).
+ * Returns the number of original bytes consumed; *stream_left gets what remains of
+ * a partially available Bind.  -1 on out-of-memory. */
+long prep_rewrite(struct client *cl, uint8_t type, const uint8_t *m, size_t have, uint32_t len,
+		  struct pg_buf *out, uint32_t *stream_left);
+/* Queues the expectation of a message forwarded unchanged. */
+int prep_track(struct client *cl, uint8_t type, const uint8_t *m, size_t have);
+/* A client simple query that drops prepared statements (DISCARD ALL, DEALLOCATE ALL). */
+void prep_client_reset_all(struct client *cl);
+
+enum prep_verdict { PREP_FORWARD = 0, PREP_DROP = 1 };
+/* Server message of this type arrived for the linked client: forward or drop. */
+enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8_t type);
+/* Is a synthesized response due (the head of the queue)? */
+bool prep_synth_due(const struct client *cl);
+/* Sends every due synthesized response to the client. */
+void prep_drain_synth(struct client *cl);
+
+void prep_client_free(struct client *cl);
+void prep_server_free(struct server *sv);
+
+#endif
