@@ -67,25 +67,9 @@ void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key)
 	struct pool *pool = sv->pool;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	memset(&ss, 0, sizeof(ss));
-	if (pool->host[0] == '/') {
-		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
-		un->sun_family = AF_UNIX;
-		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", pool->host, pool->port);
-		sl = sizeof(*un);
-	} else {
-		struct addrinfo hints = {0}, *res = NULL;
-		char port[16];
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_NUMERICSERV;
-		snprintf(port, sizeof(port), "%d", pool->port);
-		if (getaddrinfo(pool->host, port, &hints, &res) != 0 || !res) {
-			log_warn("cancel request: cannot resolve %s", pool->host);
-			return;
-		}
-		memcpy(&ss, res->ai_addr, res->ai_addrlen);
-		sl = res->ai_addrlen;
-		freeaddrinfo(res);
+	if (pool_target_addr(pool, &ss, &sl) < 0) {
+		log_warn("cancel request: cannot resolve %s", pool->host);
+		return;
 	}
 	struct cancel_job *j = calloc(1, sizeof(*j));
 	if (!j)

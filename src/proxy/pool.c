@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <netdb.h>
+#include <sys/un.h>
 
 #include "core/log.h"
 #include "proxy/proxy.h"
@@ -23,6 +25,39 @@ static void cred_from_secret(struct upstream_cred *cr, const char *secret)
 	case SECRET_SCRAM:
 		break; /* usable only with a client's keys (pass-through) */
 	}
+}
+
+int pool_target_addr(struct pool *pool, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	if (pool->addr_len) {
+		memcpy(ss, &pool->addr, sizeof(*ss));
+		*sl = pool->addr_len;
+		return 0;
+	}
+	memset(ss, 0, sizeof(*ss));
+	if (pool->host[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", pool->host, pool->port);
+		*sl = sizeof(*un);
+	} else {
+		/* Numeric addresses never block; a host name is resolved here once,
+		 * synchronously, and cached until a connect to it fails (evdns would
+		 * take the wait off the loop; rare enough to leave for now). */
+		struct addrinfo hints = {0}, *res = NULL;
+		char port[16];
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		snprintf(port, sizeof(port), "%d", pool->port);
+		if (getaddrinfo(pool->host, port, &hints, &res) != 0 || !res)
+			return -1;
+		memcpy(ss, res->ai_addr, res->ai_addrlen);
+		*sl = res->ai_addrlen;
+		freeaddrinfo(res);
+	}
+	memcpy(&pool->addr, ss, sizeof(*ss));
+	pool->addr_len = *sl;
+	return 0;
 }
 
 struct pool *pool_get(struct proxy *p, const char *database, const char *user, const struct db_entry *db)

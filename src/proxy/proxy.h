@@ -153,6 +153,8 @@ struct pool {
 	char *host;                  /* upstream */
 	int port;
 	char *up_database, *up_user;
+	struct sockaddr_storage addr;  /* resolved upstream address (cached) */
+	socklen_t addr_len;            /* 0: not resolved yet */
 	int pool_size;
 	enum pool_mode mode;
 	struct upstream_cred cred;
@@ -214,6 +216,7 @@ void proxy_begin_shutdown(struct proxy *p);
 void proxy_schedule_reap(struct proxy *p);
 
 /* pool.c */
+int pool_target_addr(struct pool *pool, struct sockaddr_storage *ss, socklen_t *sl);
 struct pool *pool_get(struct proxy *p, const char *database, const char *user, const struct db_entry *db);
 void pool_client_move(struct client *cl, enum client_state st);
 void pool_server_move(struct server *sv, enum server_state st);

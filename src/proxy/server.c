@@ -94,8 +94,10 @@ void server_close(struct server *sv, const char *reason)
 	pool_server_move(sv, SV_DEAD);
 	list_add_tail(&p->dead_servers, &sv->node);
 	proxy_schedule_reap(p);
-	if (old == SV_LOGIN)
+	if (old == SV_LOGIN) {
 		pool->last_login_failure = now_sec();
+		pool->addr_len = 0; /* resolve the host name again next time */
+	}
 	/* The pool may need a replacement for clients still waiting. */
 	if (!p->shutting_down)
 		pool_maybe_launch(pool);
@@ -147,45 +149,16 @@ struct server *server_launch(struct pool *pool)
 
 	struct sockaddr_storage ss;
 	socklen_t sl = 0;
-	int family;
-	memset(&ss, 0, sizeof(ss));
-	if (pool->host[0] == '/') {
-		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
-		un->sun_family = AF_UNIX;
-		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", pool->host, pool->port);
-		sl = sizeof(*un);
-		family = AF_UNIX;
-		snprintf(sv->addr, sizeof(sv->addr), "%s", un->sun_path);
-	} else {
-		struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-		if (inet_pton(AF_INET, pool->host, &in4->sin_addr) == 1) {
-			in4->sin_family = AF_INET;
-			in4->sin_port = htons((uint16_t)pool->port);
-			sl = sizeof(*in4);
-		} else if (inet_pton(AF_INET6, pool->host, &in6->sin6_addr) == 1) {
-			in6->sin6_family = AF_INET6;
-			in6->sin6_port = htons((uint16_t)pool->port);
-			sl = sizeof(*in6);
-		} else {
-			/* Host names are resolved here, synchronously: pools are created rarely
-			 * and a resolver stall only delays this connect.  (evdns is the next step.) */
-			struct addrinfo hints = {0}, *res = NULL;
-			char port[16];
-			hints.ai_socktype = SOCK_STREAM;
-			snprintf(port, sizeof(port), "%d", pool->port);
-			if (getaddrinfo(pool->host, port, &hints, &res) != 0 || !res) {
-				free(sv);
-				log_error("cannot resolve upstream host %s", pool->host);
-				return NULL;
-			}
-			memcpy(&ss, res->ai_addr, res->ai_addrlen);
-			sl = res->ai_addrlen;
-			freeaddrinfo(res);
-		}
-		family = ss.ss_family;
-		snprintf(sv->addr, sizeof(sv->addr), "%s:%d", pool->host, pool->port);
+	if (pool_target_addr(pool, &ss, &sl) < 0) {
+		log_error("cannot resolve upstream host %s", pool->host);
+		free(sv);
+		return NULL;
 	}
+	int family = ss.ss_family;
+	if (family == AF_UNIX)
+		snprintf(sv->addr, sizeof(sv->addr), "%s/.s.PGSQL.%d", pool->host, pool->port);
+	else
+		snprintf(sv->addr, sizeof(sv->addr), "%s:%d", pool->host, pool->port);
 	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		log_error("socket(): %s", strerror(errno));
@@ -275,6 +248,19 @@ static void on_connected(struct server *sv)
 	send_startup(sv);
 }
 
+/* One step of the TLS handshake towards the server; the startup packet follows it. */
+static void tls_step(struct server *sv)
+{
+	enum conn_io r = conn_tls_handshake(&sv->c);
+	if (r == CONN_IO_ERROR) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "TLS to server %s failed: %s", sv->addr, sv->c.error);
+		login_error(sv, "08006", msg);
+	} else if (r == CONN_IO_OK) {
+		send_startup(sv);
+	}
+}
+
 static void start_tls(struct server *sv)
 {
 	struct proxy *p = sv->proxy;
@@ -284,14 +270,7 @@ static void start_tls(struct server *sv)
 		return;
 	}
 	sv->login_step = SL_TLS;
-	enum conn_io r = conn_tls_handshake(&sv->c);
-	if (r == CONN_IO_ERROR) {
-		char msg[300];
-		snprintf(msg, sizeof(msg), "TLS to server %s failed: %s", sv->addr, sv->c.error);
-		login_error(sv, "08006", msg);
-	} else if (r == CONN_IO_OK) {
-		send_startup(sv);
-	}
+	tls_step(sv);
 }
 
 static void set_param(char **slot, const char *v)
@@ -972,14 +951,7 @@ static void server_event(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (sv->state == SV_LOGIN && sv->login_step == SL_TLS) {
-		enum conn_io r = conn_tls_handshake(&sv->c);
-		if (r == CONN_IO_ERROR) {
-			char msg[300];
-			snprintf(msg, sizeof(msg), "TLS to server %s failed: %s", sv->addr, sv->c.error);
-			login_error(sv, "08006", msg);
-		} else if (r == CONN_IO_OK) {
-			send_startup(sv);
-		}
+		tls_step(sv);
 		return;
 	}
 	if (what & EV_WRITE) {
