@@ -29,8 +29,9 @@
 # failed other than PgBouncer's -M prepared, or if pgmedic died.
 #
 # Environment: ROUNDS (5), DURATION (10 s per run), WARMUP (2 s; 0: none), CLIENTS (20),
-# JOBS (2), SCALE (10), POOL_SIZE (20), WORKLOADS (space-separated subset of the names above), PGMEDIC_BIN
-# (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN (PostgreSQL 15 binaries).
+# JOBS (2), SCALE (10), POOL_SIZE (20), WORKLOADS (space-separated subset of the names
+# above), PGMEDIC_BIN (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN
+# (PostgreSQL 15 binaries).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -269,7 +270,15 @@ PGBOUNCER_PID=$!
 wait_listening "$BPORT" "$PGBOUNCER_PID" pgbouncer
 find_proxy pgbouncer "$PGBOUNCER_PID" "$PGBOUNCER_BIN"
 
-say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, metrics on :$HPORT)"
+# build/pgmedic may be rebuilt while the benchmark runs (the running process is not affected):
+# take its version and a hash of the file now, from the binary that is started.
+ver() { timeout -k 1 2 "$1" --version 2>/dev/null </dev/null | head -n 1; }
+pgmedic_sha() { sha256sum "$PGMEDIC_BIN" 2>/dev/null | cut -c1-12; }
+PGMEDIC_SHA=$(pgmedic_sha)
+pgmedic_ver=$(ver "$PGMEDIC_BIN")
+[ -n "$pgmedic_ver" ] || pgmedic_ver="version $(cat "$ROOT/VERSION" 2>/dev/null || echo '?')"
+pgmedic_ver="$pgmedic_ver (binary sha256 $PGMEDIC_SHA...)"
+say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, metrics on :$HPORT): $pgmedic_ver"
 "$PGMEDIC_BIN" --listen "127.0.0.1:$MPORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
     --pool-mode transaction --pool-size "$POOL_SIZE" --http "127.0.0.1:$HPORT" \
     >"$OUT/pgmedic.log" 2>&1 &
@@ -377,9 +386,10 @@ EOF
 say "results (median of $ROUNDS rounds; pgmedic/pgbouncer > 1: pgmedic faster;" \
     "cpu pgbouncer/pgmedic > 1: pgmedic uses less CPU per transaction)"
 echo
-ver() { timeout -k 1 2 "$1" --version 2>/dev/null </dev/null | head -n 1; }
-pgmedic_ver=$(ver "$PGMEDIC_BIN")
-[ -n "$pgmedic_ver" ] || pgmedic_ver="version $(cat "$ROOT/VERSION" 2>/dev/null || echo '?')"
+if [ "$(pgmedic_sha)" != "$PGMEDIC_SHA" ]; then
+    echo "bench: note: $PGMEDIC_BIN was rebuilt during the benchmark; the results are for the" \
+        "binary started at the beginning (sha256 $PGMEDIC_SHA...)" >&2
+fi
 cpu_model=$(sed -n 's/^\(model name\|Model\|Hardware\)[[:space:]]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
 [ -n "$cpu_model" ] || cpu_model="$(uname -m) (model unknown)"
 rc=0

@@ -45,7 +45,10 @@ void conn_close(struct conn *c);
 void conn_want_read(struct conn *c, bool on);
 
 static inline size_t conn_in_avail(const struct conn *c) { return c->in_end - c->in_start; }
-static inline const uint8_t *conn_in_data(const struct conn *c) { return c->in + c->in_start; }
+static inline const uint8_t *conn_in_data(const struct conn *c)
+{
+	return c->in ? c->in + c->in_start : (const uint8_t *)"";
+}
 static inline void conn_in_consume(struct conn *c, size_t n)
 {
 	c->in_start += n;
@@ -53,6 +56,8 @@ static inline void conn_in_consume(struct conn *c, size_t n)
 		c->in_start = c->in_end = 0;
 }
 static inline size_t conn_out_pending(const struct conn *c) { return c->out.len - c->out_off; }
+/* Gives an empty input buffer back (idle connections hold none). */
+void conn_in_release(struct conn *c);
 /* Makes room for `need` contiguous bytes from in_start (moving or growing up to max). 0 or -1. */
 int conn_in_reserve(struct conn *c, size_t need, size_t max) __attribute__((warn_unused_result));
 

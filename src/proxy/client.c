@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,13 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen
 		return;
 	}
 	cl->proxy = p;
+	cl->auth = calloc(1, sizeof(*cl->auth));
+	if (!cl->auth) {
+		log_error("cannot set up a new client connection: out of memory");
+		conn_close(&cl->c);
+		free(cl);
+		return;
+	}
 	cl->id = ++p->next_id;
 	cl->state = CL_LOGIN;
 	cl->connect_time = cl->last_active = now_sec();
@@ -278,10 +286,10 @@ static int parse_options(struct client *cl, const char *opts, char *err, size_t 
 static void auth_request_md5(struct client *cl)
 {
 	struct pg_buf b;
-	if (RAND_bytes(cl->md5_salt, 4) != 1)
-		memset(cl->md5_salt, 0x5a, 4);
+	if (RAND_bytes(cl->auth->md5_salt, 4) != 1)
+		memset(cl->auth->md5_salt, 0x5a, 4);
 	pgb_init(&b);
-	pgb_auth(&b, PG_AUTH_MD5, cl->md5_salt, 4);
+	pgb_auth(&b, PG_AUTH_MD5, cl->auth->md5_salt, 4);
 	send_buf(cl, &b);
 	pgb_free(&b);
 }
@@ -320,13 +328,16 @@ static void auth_done(struct client *cl)
 		return;
 	}
 	/* Teach the pool how to log in upstream as this user, if it has nothing better. */
-	if (cl->have_pass_key && !pool->cred.password) {
-		memcpy(pool->cred.client_key, cl->pass_client_key, SCRAM_KEY_LEN);
-		pool->cred.secret = cl->scram.secret;
+	if (cl->auth->have_pass_key && !pool->cred.password) {
+		memcpy(pool->cred.client_key, cl->auth->pass_client_key, SCRAM_KEY_LEN);
+		pool->cred.secret = cl->auth->scram.secret;
 		pool->cred.have_scram_keys = true;
 	}
 	cl->auth_ok = true;
 	cl->pool = pool;
+	OPENSSL_cleanse(cl->auth, sizeof(*cl->auth));
+	free(cl->auth);
+	cl->auth = NULL;
 	list_del(&cl->node);
 	cl->state = CL_LOGIN; /* not on a pool list yet */
 	if (pool->have_welcome) {
@@ -436,43 +447,43 @@ static void start_auth(struct client *cl)
 			secret = db->password;
 	}
 	enum secret_kind kind = secret ? secret_kind_of(secret) : SECRET_PLAIN;
-	cl->have_secret = secret != NULL && strlen(secret) < sizeof(cl->secret);
-	if (cl->have_secret)
-		strcpy(cl->secret, secret);
+	cl->auth->have_secret = secret != NULL && strlen(secret) < sizeof(cl->auth->secret);
+	if (cl->auth->have_secret)
+		strcpy(cl->auth->secret, secret);
 
 	bool use_scram = cfg->auth_type == AUTH_SCRAM || kind == SECRET_SCRAM;
-	if (use_scram && cl->have_secret && kind == SECRET_MD5) {
+	if (use_scram && cl->auth->have_secret && kind == SECRET_MD5) {
 		/* As PostgreSQL: an md5 hash cannot answer a SCRAM exchange. */
 		CLOG(LOG_WARNING, cl, "auth_type is scram-sha-256 but the auth file holds an md5 hash for this user");
-		cl->have_secret = false;
+		cl->auth->have_secret = false;
 	}
 	if (!use_scram) {
-		if (cl->have_secret && kind == SECRET_PLAIN) {
+		if (cl->auth->have_secret && kind == SECRET_PLAIN) {
 			char m[PG_MD5_LEN + 1];
-			pg_md5_secret(cl->secret, cl->user, m);
-			strcpy(cl->secret, m);
+			pg_md5_secret(cl->auth->secret, cl->user, m);
+			strcpy(cl->auth->secret, m);
 		}
-		cl->login_step = cl->have_secret ? LS_AUTH_MD5 : LS_AUTH_FAIL;
+		cl->login_step = cl->auth->have_secret ? LS_AUTH_MD5 : LS_AUTH_FAIL;
 		auth_request_md5(cl);
 		return;
 	}
 	struct scram_secret ss;
-	if (cl->have_secret && kind == SECRET_SCRAM) {
-		if (scram_secret_parse(cl->secret, &ss) < 0) {
+	if (cl->auth->have_secret && kind == SECRET_SCRAM) {
+		if (scram_secret_parse(cl->auth->secret, &ss) < 0) {
 			CLOG(LOG_WARNING, cl, "malformed SCRAM secret in auth file");
-			cl->have_secret = false;
+			cl->auth->have_secret = false;
 		}
-	} else if (cl->have_secret) {
-		if (scram_secret_cached(cl->proxy, cl->user, cl->secret, &ss) < 0)
-			cl->have_secret = false;
+	} else if (cl->auth->have_secret) {
+		if (scram_secret_cached(cl->proxy, cl->user, cl->auth->secret, &ss) < 0)
+			cl->auth->have_secret = false;
 	}
-	if (!cl->have_secret) {
+	if (!cl->auth->have_secret) {
 		/* Run a mock exchange that can never succeed, like PostgreSQL does. */
 		if (scram_secret_from_password("", NULL, 0, SCRAM_DEFAULT_ITERATIONS, &ss) < 0)
 			memset(&ss, 0, sizeof(ss));
 		RAND_bytes(ss.stored_key, sizeof(ss.stored_key));
 	}
-	scram_server_init(&cl->scram, &ss, NULL);
+	scram_server_init(&cl->auth->scram, &ss, NULL);
 	cl->login_step = LS_AUTH_SASL1;
 	auth_request_sasl(cl);
 }
@@ -586,7 +597,7 @@ static void handle_auth_msg(struct client *cl, uint8_t type, const uint8_t *body
 			return;
 		}
 		char expect[PG_MD5_LEN + 1];
-		pg_md5_response(cl->secret, cl->md5_salt, expect);
+		pg_md5_response(cl->auth->secret, cl->auth->md5_salt, expect);
 		if (plen != PG_MD5_LEN || !pg_secure_streq(pw, expect)) {
 			auth_failed(cl);
 			return;
@@ -605,7 +616,7 @@ static void handle_auth_msg(struct client *cl, uint8_t type, const uint8_t *body
 			client_fatal(cl, "28000", "client selected an invalid SASL authentication mechanism");
 			return;
 		}
-		int n = scram_server_handle_first(&cl->scram, (const char *)r.p, dlen, out, sizeof(out));
+		int n = scram_server_handle_first(&cl->auth->scram, (const char *)r.p, dlen, out, sizeof(out));
 		if (n < 0) {
 			client_fatal(cl, "08P01", "malformed SCRAM message");
 			return;
@@ -619,8 +630,8 @@ static void handle_auth_msg(struct client *cl, uint8_t type, const uint8_t *body
 		return;
 	}
 	if (cl->login_step == LS_AUTH_SASL2) {
-		int n = scram_server_handle_final(&cl->scram, (const char *)body, blen, out, sizeof(out));
-		if (n == -2 || (n >= 0 && !cl->have_secret)) {
+		int n = scram_server_handle_final(&cl->auth->scram, (const char *)body, blen, out, sizeof(out));
+		if (n == -2 || (n >= 0 && !cl->auth->have_secret)) {
 			auth_failed(cl);
 			return;
 		}
@@ -633,9 +644,9 @@ static void handle_auth_msg(struct client *cl, uint8_t type, const uint8_t *body
 		pgb_auth(&b, PG_AUTH_SASL_FINAL, out, (size_t)n);
 		send_buf(cl, &b);
 		pgb_free(&b);
-		if (cl->scram.have_client_key && secret_kind_of(cl->secret) == SECRET_SCRAM) {
-			memcpy(cl->pass_client_key, cl->scram.client_key, SCRAM_KEY_LEN);
-			cl->have_pass_key = true;
+		if (cl->auth->scram.have_client_key && secret_kind_of(cl->auth->secret) == SECRET_SCRAM) {
+			memcpy(cl->auth->pass_client_key, cl->auth->scram.client_key, SCRAM_KEY_LEN);
+			cl->auth->have_pass_key = true;
 		}
 		auth_done(cl);
 		return;
@@ -832,8 +843,6 @@ void client_process(struct client *cl)
 		size_t total = (size_t)len + 1;
 		if (type == 'Q' && avail - pos >= total) {
 			check_drop_database(cl, d + pos + 5, len - 4);
-			if (track && sql_drops_prepared((const char *)d + pos + 5, len - 4))
-				prep_client_reset_all(cl);
 		}
 		if (track) {
 			size_t need = prep_bytes_needed(type, len);
@@ -937,8 +946,12 @@ static void client_read(struct client *cl)
 	}
 	cl->last_active = now_sec();
 	client_process(cl);
-	if (cl->state != CL_DEAD && cl->c.reading && conn_tls_pending(&cl->c))
+	if (cl->state == CL_DEAD)
+		return;
+	if (cl->c.reading && conn_tls_pending(&cl->c))
 		event_active(cl->c.ev_read, EV_READ, 0);
+	else
+		conn_in_release(&cl->c);
 }
 
 static void client_event(evutil_socket_t fd, short what, void *arg)

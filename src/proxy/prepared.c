@@ -126,9 +126,59 @@ static void server_forget(struct server *sv, const struct pstmt *st)
 		}
 }
 
+static int server_add(struct server *sv, struct pstmt *st)
+{
+	if (sv->prep.n == sv->prep.cap) {
+		size_t nc = sv->prep.cap ? sv->prep.cap * 2 : 16;
+		struct sv_stmt *n = realloc(sv->prep.set, nc * sizeof(*n));
+		if (!n)
+			return -1;
+		sv->prep.set = n;
+		sv->prep.cap = nc;
+	}
+	sv->prep.set[sv->prep.n].st = st;
+	sv->prep.set[sv->prep.n].last_use = ++sv->prep.clock;
+	st->refs++;
+	sv->prep.n++;
+	return 0;
+}
+
+static bool stale_take(struct server *sv, struct pstmt *st)
+{
+	for (size_t i = 0; i < sv->prep.nstale; i++)
+		if (sv->prep.stale[i] == st) {
+			pstmt_unref(sv->proxy, st);
+			sv->prep.stale[i] = sv->prep.stale[--sv->prep.nstale];
+			return true;
+		}
+	return false;
+}
+
+static void stale_add(struct server *sv, struct pstmt *st)
+{
+	for (size_t i = 0; i < sv->prep.nstale; i++)
+		if (sv->prep.stale[i] == st)
+			return;
+	struct pstmt **n = realloc(sv->prep.stale, (sv->prep.nstale + 1) * sizeof(*n));
+	if (!n)
+		return; /* the next Parse then fails with 42P05 and is passed on */
+	sv->prep.stale = n;
+	sv->prep.stale[sv->prep.nstale++] = st;
+	st->refs++;
+}
+
 /* ------------------------------------------------------------- queue ---- */
 
+static int q_push_f(struct client *cl, uint8_t kind, uint8_t action, uint8_t flags, struct pstmt *st,
+		    const char *client_name);
+
 static int q_push(struct client *cl, uint8_t kind, uint8_t action, struct pstmt *st, const char *client_name)
+{
+	return q_push_f(cl, kind, action, 0, st, client_name);
+}
+
+static int q_push_f(struct client *cl, uint8_t kind, uint8_t action, uint8_t flags, struct pstmt *st,
+		    const char *client_name)
 {
 	struct prep_client *pc = &cl->prep;
 	if (pc->qlen == pc->qcap) {
@@ -146,6 +196,7 @@ static int q_push(struct client *cl, uint8_t kind, uint8_t action, struct pstmt 
 	struct pq_entry *e = &pc->q[(pc->qhead + pc->qlen) % pc->qcap];
 	e->kind = kind;
 	e->action = action;
+	e->flags = flags;
 	e->st = st;
 	if (st)
 		st->refs++;
@@ -172,6 +223,14 @@ static void q_pop(struct client *cl, struct server *sv, bool failed)
 			if (m && (!e->st || m->st == e->st))
 				client_unmap(cl, m); /* a failed Parse leaves no mapping */
 		}
+	}
+	if (failed && e->kind == PQ_CLOSE && e->st) {
+		if (e->action == PQ_SYNTH && e->client_name && !client_lookup(cl, e->client_name))
+			(void)client_map(cl, e->client_name, e->st); /* skipped: the name lives on */
+		else if (e->action == PQ_SKIP && sv && (e->flags & PQF_STALE))
+			stale_add(sv, e->st);
+		else if (e->action == PQ_SKIP && sv && !server_has(sv, e->st))
+			(void)server_add(sv, e->st); /* eviction skipped: still prepared there */
 	}
 	pstmt_unref(cl->proxy, e->st);
 	free(e->client_name);
@@ -225,6 +284,10 @@ static const char *stmt_name_of(uint8_t type, const uint8_t *m, size_t have, con
 
 bool prep_needs_rewrite(struct client *cl, uint8_t type, const uint8_t *m, size_t have)
 {
+	/* While the server skips to the next Sync, messages go through untouched:
+	 * the server ignores them, and so must the mapping. */
+	if (cl->prep.in_error)
+		return false;
 	const char *name = stmt_name_of(type, m, have, NULL);
 	if (!name)
 		return false;
@@ -260,24 +323,23 @@ static int ensure_on_server(struct client *cl, struct pstmt *st, struct pg_buf *
 		pgb_u8(out, 'S');
 		pgb_str(out, sv->prep.set[lru].st->name);
 		pgb_end(out);
-		if (q_push(cl, PQ_CLOSE, PQ_SKIP, NULL, NULL) < 0)
+		if (q_push(cl, PQ_CLOSE, PQ_SKIP, sv->prep.set[lru].st, NULL) < 0)
 			return -1;
 		pstmt_unref(p, sv->prep.set[lru].st);
 		sv->prep.set[lru] = sv->prep.set[--sv->prep.n];
 		p->pstmts.evictions++;
 	}
-	if (sv->prep.n == sv->prep.cap) {
-		size_t nc = sv->prep.cap ? sv->prep.cap * 2 : 16;
-		struct sv_stmt *n = realloc(sv->prep.set, nc * sizeof(*n));
-		if (!n)
+	if (stale_take(sv, st)) {
+		/* Invalidated by a schema change but still there under this name. */
+		pgb_begin(out, 'C');
+		pgb_u8(out, 'S');
+		pgb_str(out, st->name);
+		pgb_end(out);
+		if (q_push_f(cl, PQ_CLOSE, PQ_SKIP, PQF_STALE, st, NULL) < 0)
 			return -1;
-		sv->prep.set = n;
-		sv->prep.cap = nc;
 	}
-	sv->prep.set[sv->prep.n].st = st;
-	sv->prep.set[sv->prep.n].last_use = ++sv->prep.clock;
-	st->refs++;
-	sv->prep.n++;
+	if (server_add(sv, st) < 0)
+		return -1;
 	pgb_begin(out, 'P');
 	pgb_str(out, st->name);
 	pgb_raw(out, st->body, st->body_len);
@@ -312,8 +374,10 @@ long prep_rewrite(struct client *cl, uint8_t type, const uint8_t *m, size_t have
 	if (type == 'C') {
 		/* Statements stay prepared on the servers for other clients: the Close is
 		 * answered here and only the client's name goes. */
+		if (q_push(cl, PQ_CLOSE, PQ_SYNTH, st, name) < 0)
+			return -1;
 		client_unmap(cl, map);
-		return q_push(cl, PQ_CLOSE, PQ_SYNTH, NULL, NULL) < 0 ? -1 : (long)total;
+		return (long)total;
 	}
 	if (ensure_on_server(cl, st, out, false, NULL) < 0)
 		return -1;
@@ -324,7 +388,7 @@ long prep_rewrite(struct client *cl, uint8_t type, const uint8_t *m, size_t have
 		pgb_u8(out, 'S');
 		pgb_str(out, st->name);
 		pgb_end(out);
-		if (q_push(cl, PQ_DESC_STMT, PQ_PASS, NULL, NULL) < 0)
+		if (q_push(cl, PQ_DESC_STMT, PQ_PASS, st, NULL) < 0)
 			return -1;
 		return out->failed ? -1 : (long)total;
 	}
@@ -341,7 +405,7 @@ long prep_rewrite(struct client *cl, uint8_t type, const uint8_t *m, size_t have
 	pgb_raw(out, after, avail_rest);
 	if (have < total)
 		*stream_left = (uint32_t)(total - have);
-	if (q_push(cl, PQ_BIND, PQ_PASS, NULL, NULL) < 0 || out->failed)
+	if (q_push(cl, PQ_BIND, PQ_PASS, st, NULL) < 0 || out->failed)
 		return -1;
 	return (long)(have < total ? have : total);
 }
@@ -361,15 +425,18 @@ int prep_track(struct client *cl, uint8_t type, const uint8_t *m, size_t have)
 	}
 }
 
-void prep_client_reset_all(struct client *cl)
+/* DISCARD ALL / DEALLOCATE ALL succeeded: nothing is prepared any more, neither
+ * under the client's names nor on this server connection. */
+static void reset_all(struct client *cl, struct server *sv)
 {
 	while (cl->prep.nstmts)
 		client_unmap(cl, &cl->prep.stmts[cl->prep.nstmts - 1]);
-	struct server *sv = cl->server;
 	if (sv) {
 		for (size_t i = 0; i < sv->prep.n; i++)
 			pstmt_unref(cl->proxy, sv->prep.set[i].st);
 		sv->prep.n = 0;
+		while (sv->prep.nstale)
+			pstmt_unref(cl->proxy, sv->prep.stale[--sv->prep.nstale]);
 	}
 }
 
@@ -401,6 +468,10 @@ void prep_drain_synth(struct client *cl)
 	size_t n = 0;
 	while (prep_synth_due(cl)) {
 		struct pq_entry *e = q_head(cl);
+		if (cl->prep.in_error) {
+			q_pop(cl, cl->server, true); /* PostgreSQL would skip it too */
+			continue;
+		}
 		uint8_t t = e->kind == PQ_PARSE ? '1' : '3';
 		if (n + 5 > sizeof(buf)) {
 			(void)conn_send(&cl->c, buf, n);
@@ -415,18 +486,45 @@ void prep_drain_synth(struct client *cl)
 		(void)conn_send(&cl->c, buf, n);
 }
 
-enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8_t type)
+static bool tag_is(const uint8_t *body, size_t blen, const char *tag)
+{
+	size_t n = strlen(tag);
+	return body && blen == n + 1 && memcmp(body, tag, n) == 0 && body[n] == 0;
+}
+
+enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8_t type, const uint8_t *body,
+				     size_t blen)
 {
 	struct pq_entry *e = q_head(cl);
 	if (!e || type == 'N' || type == 'S' || type == 'A')
 		return PREP_FORWARD; /* asynchronous, or nothing outstanding */
+	if (type == 'Z') {
+		/* Everything before this Sync was answered or skipped by the server. */
+		while ((e = q_head(cl)) && e->kind != PQ_SYNC && e->kind != PQ_QUERY)
+			q_pop(cl, sv, true);
+		if (e)
+			q_pop(cl, sv, false);
+		cl->prep.in_error = false;
+		return PREP_FORWARD;
+	}
+	if (type == 'C' && (tag_is(body, blen, "DISCARD ALL") || tag_is(body, blen, "DEALLOCATE ALL")))
+		reset_all(cl, sv); /* the server confirmed it: extended or simple protocol */
 	if (type == 'E') {
 		if (e->kind == PQ_QUERY || e->kind == PQ_SYNC)
 			return PREP_FORWARD; /* ReadyForQuery still follows */
+		struct pg_error_fields ef;
+		if (e->st && body && pg_parse_error(body, blen, &ef) == 0 && ef.sqlstate &&
+		    strcmp(ef.sqlstate, "0A000") == 0) {
+			/* "cached plan must not change result type": the server statement is
+			 * useless now; close it before it is prepared again. */
+			server_forget(sv, e->st);
+			stale_add(sv, e->st);
+		}
 		/* The server now skips everything up to Sync: so do the expectations. */
 		q_pop(cl, sv, true);
 		while ((e = q_head(cl)) && e->kind != PQ_SYNC)
 			q_pop(cl, sv, true);
+		cl->prep.in_error = true;
 		return PREP_FORWARD;
 	}
 	if (!final_for(e->kind, type))
@@ -452,5 +550,8 @@ void prep_server_free(struct server *sv)
 	for (size_t i = 0; i < sv->prep.n; i++)
 		pstmt_unref(sv->proxy, sv->prep.set[i].st);
 	free(sv->prep.set);
+	while (sv->prep.nstale)
+		pstmt_unref(sv->proxy, sv->prep.stale[--sv->prep.nstale]);
+	free(sv->prep.stale);
 	memset(&sv->prep, 0, sizeof(sv->prep));
 }

@@ -32,10 +32,13 @@ struct pstmt {
 enum pq_kind { PQ_PARSE, PQ_BIND, PQ_DESC_STMT, PQ_DESC_PORTAL, PQ_EXEC, PQ_CLOSE, PQ_SYNC, PQ_QUERY };
 enum pq_action { PQ_PASS, PQ_SKIP, PQ_SYNTH };
 
+#define PQF_STALE 1 /* an injected Close of a statement invalidated by a schema change */
+
 struct pq_entry {
-	uint8_t kind, action;
-	struct pstmt *st;      /* PARSE: the statement it creates (a reference) */
-	char *client_name;     /* client's PARSE: mapping to undo if the server refuses */
+	uint8_t kind, action, flags;
+	struct pstmt *st;      /* PARSE: the statement it creates; CLOSE: the one it drops;
+			        * BIND/DESC: the one it uses (a reference) */
+	char *client_name;     /* client's PARSE/CLOSE: mapping to undo if the server skips it */
 };
 
 struct cl_stmt {
@@ -63,6 +66,7 @@ struct prep_client {
 	size_t nstmts, capstmts;
 	struct pq_entry *q;
 	size_t qhead, qlen, qcap;
+	bool in_error;         /* the server skips extended messages until the next Sync */
 };
 
 /* Per-server set (embedded in struct server). */
@@ -70,6 +74,10 @@ struct prep_server {
 	struct sv_stmt *set;
 	size_t n, cap;
 	uint64_t clock;
+	/* Still prepared on the server but invalid after a schema change ("cached plan
+	 * must not change result type"): closed before being prepared again. */
+	struct pstmt **stale;
+	size_t nstale;
 };
 
 /* Bytes of a message needed before prep_client_message can decide (<= total). */
@@ -84,12 +92,11 @@ long prep_rewrite(struct client *cl, uint8_t type, const uint8_t *m, size_t have
 		  struct pg_buf *out, uint32_t *stream_left);
 /* Queues the expectation of a message forwarded unchanged. */
 int prep_track(struct client *cl, uint8_t type, const uint8_t *m, size_t have);
-/* A client simple query that drops prepared statements (DISCARD ALL, DEALLOCATE ALL). */
-void prep_client_reset_all(struct client *cl);
-
 enum prep_verdict { PREP_FORWARD = 0, PREP_DROP = 1 };
-/* Server message of this type arrived for the linked client: forward or drop. */
-enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8_t type);
+/* A server message of this type arrived for the linked client (called once, at its
+ * header; body is NULL unless the whole message is there): forward or drop. */
+enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8_t type, const uint8_t *body,
+				     size_t blen);
 /* Is a synthesized response due (the head of the queue)? */
 bool prep_synth_due(const struct client *cl);
 /* Sends every due synthesized response to the client. */

@@ -59,6 +59,10 @@ static void free_client(struct client *cl)
 	}
 	free(cl->extra);
 	prep_client_free(cl);
+	if (cl->auth) {
+		OPENSSL_cleanse(cl->auth, sizeof(*cl->auth));
+		free(cl->auth);
+	}
 	pgb_free(&cl->stage);
 	free(cl);
 }

@@ -58,6 +58,17 @@ struct param_kv {
 	char *name, *value;
 };
 
+/* What a client needs only while it authenticates (kept out of struct client so
+ * that an idle client costs a few hundred bytes). */
+struct client_auth {
+	struct scram_server scram;
+	bool have_secret;
+	char secret[512];
+	uint8_t md5_salt[4];
+	uint8_t pass_client_key[SCRAM_KEY_LEN];
+	bool have_pass_key;
+};
+
 struct client {
 	struct conn c;
 	struct list node;          /* on the list of its state (see top) */
@@ -74,15 +85,9 @@ struct client {
 	/* login phase */
 	int login_step;            /* enum in client.c */
 	bool tls_done;
-	enum auth_type auth_method;
-	struct scram_server scram;
-	bool have_secret;
-	char secret[512];
+	struct client_auth *auth;  /* login only; freed once authenticated */
 	bool auth_ok;
 	bool auth_ok_sent;
-	uint8_t md5_salt[4];
-	uint8_t pass_client_key[SCRAM_KEY_LEN];
-	bool have_pass_key;
 
 	/* what the client wants the session to look like */
 	char *want[PG_TRACKED_PARAMS];

@@ -783,38 +783,30 @@ void server_process(struct server *sv)
 		size_t total = (size_t)len + 1;
 		bool whole = avail - pos >= total;
 		struct client *tcl = sv->state == SV_ACTIVE && sv->client && sv->client->prep.qlen ? sv->client : NULL;
-		/* With expectations queued, ParseComplete/CloseComplete may have to be dropped. */
+		/* With expectations queued, ParseComplete/CloseComplete may have to be
+		 * dropped and CommandComplete tags (DISCARD ALL) read. */
 		bool inspect = sv->state != SV_ACTIVE || type == 'Z' || type == 'S' || type == 'E' ||
-			       (tcl && (type == '1' || type == '3'));
-		if (inspect && !whole) {
-			if (total > SERVER_WHOLE_MAX) {
-				if (sv->state == SV_ACTIVE && type != 'Z') {
-					/* Too big to inspect: pass it on unexamined. */
-					sv->stream_left = (uint32_t)(total - (avail - pos));
-					pos = avail;
-					continue;
-				}
-				if (sv->state != SV_ACTIVE) {
-					/* Internal query results are tiny; idle servers say little. */
-					relay_range(sv, pos);
-					server_close(sv, "oversized message from server outside a request");
+			       (tcl && (type == '1' || type == '3' || type == 'C'));
+		bool stream = false;
+		if (!whole) {
+			if (inspect && total <= SERVER_WHOLE_MAX) {
+				/* Wait for the whole message; nothing of it is handled yet. */
+				if (!relay_range(sv, pos))
+					return;
+				pos = 0;
+				if (conn_in_reserve(&sv->c, total, SERVER_WHOLE_MAX + 1) < 0) {
+					server_close(sv, "out of memory");
 					return;
 				}
+				break;
 			}
-			if (!relay_range(sv, pos))
-				return;
-			pos = 0;
-			if (conn_in_reserve(&sv->c, total, SERVER_WHOLE_MAX + 1) < 0) {
-				server_close(sv, "out of memory");
+			if (sv->state != SV_ACTIVE || type == 'Z') {
+				/* Internal query results are tiny; idle servers say little. */
+				relay_range(sv, pos);
+				server_close(sv, "oversized message from server outside a request");
 				return;
 			}
-			break;
-		}
-		if (!whole) {
-			/* Data rows and the like stream through as they arrive. */
-			sv->stream_left = (uint32_t)(total - (avail - pos));
-			pos = avail;
-			continue;
+			stream = true; /* rows and the like (or too big to inspect): pass through */
 		}
 		const uint8_t *body = d + pos + 5;
 		size_t blen = len - 4;
@@ -825,9 +817,10 @@ void server_process(struct server *sv)
 					return;
 				pos = 0;
 				prep_drain_synth(tcl);
-				continue;
+				continue; /* the same header again, now with the queue in step */
 			}
-			if (prep_on_server_msg(tcl, sv, type) == PREP_DROP) {
+			/* Once per message, at its header: the queue follows types only. */
+			if (prep_on_server_msg(tcl, sv, type, whole ? body : NULL, blen) == PREP_DROP) {
 				/* The answer to a Parse/Close pgmedic injected: not the client's. */
 				if (!relay_range(sv, pos))
 					return;
@@ -835,6 +828,11 @@ void server_process(struct server *sv)
 				conn_in_consume(&sv->c, total);
 				continue;
 			}
+		}
+		if (stream) {
+			sv->stream_left = (uint32_t)(total - (avail - pos));
+			pos = avail;
+			continue;
 		}
 		if (sv->state == SV_ACTIVE) {
 			struct client *cl = sv->client;

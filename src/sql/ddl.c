@@ -105,19 +105,3 @@ int sql_drop_database_target(const char *q, size_t len, char *out, size_t outlen
 	out[o] = '\0';
 	return 1;
 }
-
-int sql_drops_prepared(const char *q, size_t len)
-{
-	size_t i = skip_space(q, len, 0);
-	if (keyword(q, len, &i, "discard")) {
-		i = skip_space(q, len, i);
-		return keyword(q, len, &i, "all");
-	}
-	if (keyword(q, len, &i, "deallocate")) {
-		i = skip_space(q, len, i);
-		if (keyword(q, len, &i, "prepare"))
-			i = skip_space(q, len, i);
-		return keyword(q, len, &i, "all");
-	}
-	return 0;
-}

@@ -11,8 +11,4 @@
  * returns 0 otherwise (or when out is too small). */
 int sql_drop_database_target(const char *q, size_t len, char *out, size_t outlen);
 
-/* 1 when q starts with DISCARD ALL or DEALLOCATE [PREPARE] ALL: every prepared
- * statement of the session goes. */
-int sql_drops_prepared(const char *q, size_t len);
-
 #endif

@@ -1,0 +1,340 @@
+#!/bin/bash
+# scale.sh — `make scale`: pgmedic holding thousands of idle client connections.
+#
+# One private PostgreSQL 15 (scripts/pgtmp.sh), pgbench -i once (directly), and one pgmedic
+# in front of it (transaction mode, pool POOL_SIZE, --set max_client_conn=MAX_CLIENT_CONN).
+# bench/idle_clients.py, a single Python process, then logs in IDLE_CLIENTS client
+# connections through pgmedic (startup -> AuthenticationOk ... ReadyForQuery, at most
+# BATCH logins in flight) and leaves them idle. The script reports:
+#   - pgmedic's VmRSS (/proc/PID/status) with 0, RSS_AT and IDLE_CLIENTS idle clients, and
+#     RSS per idle client = (RSS@RSS_AT - RSS@0) / RSS_AT, in KiB (target: <= 8 KiB);
+#   - pgbench -S -c CLIENTS -j JOBS -T DURATION through pgmedic without and with the idle
+#     clients, alternating (without, with, without, with, ... ROUNDS times), and the ratio
+#     of latency (and tps) with / without;
+#   - health: every idle client still open just before it is closed (and SELECT 1 on a
+#     few of them), a query through pgmedic at the end, pgmedic's own client count
+#     (/metrics), warnings in its log, its exit status on SIGTERM;
+#   - the file-descriptor limits: pgmedic is started with a low soft limit
+#     (PGMEDIC_SOFT_NOFILE, 1024 as on most systems) and must raise it itself; the line
+#     it logs about it is quoted.
+# Output: stdout and build/bench/scale.md; logs and raw pgbench output in build/bench/scale/.
+# Exit status: 0 when every login, pgbench run and health check succeeded (the RSS target
+# is reported, not enforced), 1 otherwise.
+#
+# Environment: IDLE_CLIENTS (10000), RSS_AT (5000, or IDLE_CLIENTS/2 if that is smaller),
+# BATCH (200), ROUNDS (2), DURATION (10), CLIENTS (20), JOBS (2), SCALE (5), POOL_SIZE (20),
+# MAX_CLIENT_CONN (12000), PGMEDIC_SOFT_NOFILE (1024; "inherit": the script's own limit),
+# PGMEDIC_BIN (build/pgmedic), PGBIN (PostgreSQL 15 binaries).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+PGMEDIC_BIN=${PGMEDIC_BIN:-$ROOT/build/pgmedic}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+export PGBIN
+PY=/usr/bin/python3
+IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
+if [ -z "${RSS_AT:-}" ]; then
+    RSS_AT=5000
+    case $IDLE_CLIENTS in ''|*[!0-9]*) ;; *) [ "$IDLE_CLIENTS" -ge 10000 ] || RSS_AT=$((IDLE_CLIENTS / 2)) ;; esac
+fi
+BATCH=${BATCH:-200}
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-10}
+CLIENTS=${CLIENTS:-20}
+JOBS=${JOBS:-2}
+SCALE=${SCALE:-5}
+POOL_SIZE=${POOL_SIZE:-20}
+MAX_CLIENT_CONN=${MAX_CLIENT_CONN:-12000}
+PGMEDIC_SOFT_NOFILE=${PGMEDIC_SOFT_NOFILE:-1024}
+DB=bench
+OUT=$ROOT/build/bench
+LOGDIR=$OUT/scale
+REPORT=$OUT/scale.md
+HOLDER_TIMEOUT=900      # seconds to wait for one reply of idle_clients.py
+
+say()  { printf '== %s\n' "$*"; }
+die()  { printf 'scale: error: %s\n' "$*" >&2; exit 1; }
+warn() { printf 'scale: %s\n' "$*" >&2; }
+
+for v in IDLE_CLIENTS RSS_AT BATCH ROUNDS DURATION CLIENTS JOBS SCALE POOL_SIZE MAX_CLIENT_CONN; do
+    case ${!v} in ''|*[!0-9]*|0) die "$v must be a positive integer (got '${!v}')" ;; esac
+done
+case $PGMEDIC_SOFT_NOFILE in inherit) ;; ''|*[!0-9]*|0) die "PGMEDIC_SOFT_NOFILE must be a number or 'inherit'" ;; esac
+[ "$RSS_AT" -le "$IDLE_CLIENTS" ] || die "RSS_AT ($RSS_AT) must not exceed IDLE_CLIENTS ($IDLE_CLIENTS)"
+[ "$MAX_CLIENT_CONN" -ge $((IDLE_CLIENTS + CLIENTS + 2)) ] \
+    || die "MAX_CLIENT_CONN ($MAX_CLIENT_CONN) must leave room for IDLE_CLIENTS + CLIENTS + 2"
+[ -x "$PGMEDIC_BIN" ]   || die "pgmedic binary not found at $PGMEDIC_BIN (run 'make' or set PGMEDIC_BIN)"
+[ -x "$PGBIN/pgbench" ] || die "pgbench not found in $PGBIN (install postgresql-15)"
+[ -x "$PY" ]            || die "$PY is required"
+
+# --- file descriptors -----------------------------------------------------------------
+# The script and its children (idle_clients.py holds IDLE_CLIENTS sockets) get the highest
+# limit allowed: the soft limit up to the hard one, and, where the hard limit is below what
+# the run needs, an attempt to raise it (works as root). pgmedic itself is started below with
+# a low soft limit on purpose: raising it is pgmedic's job, and what it logs is reported.
+FD_NEED=$((MAX_CLIENT_CONN + 4 * POOL_SIZE + 1000))
+FD_NOTE=""
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$FD_NEED" ]; then
+    if ulimit -Hn "$FD_NEED" 2>/dev/null; then
+        FD_NOTE="hard limit raised from $hard to $FD_NEED by the script"
+    else
+        FD_NOTE="hard limit $hard is below $FD_NEED and could not be raised (not root?)"
+        warn "$FD_NOTE: pgmedic should say that fewer than max_client_conn clients can connect"
+    fi
+fi
+ulimit -Sn "$(ulimit -Hn)"
+SCRIPT_NOFILE="$(ulimit -Sn) / $(ulimit -Hn)"
+
+TMP=$(mktemp -d /tmp/pgmedic-scale.XXXXXX)
+chmod 755 "$TMP"            # the postgres user must reach $TMP/pg
+rm -rf "$LOGDIR" "$REPORT"
+mkdir -p "$LOGDIR/raw"
+PG_STARTED=0
+PGMEDIC_PID=""
+HOLDER_PID=""
+
+stop_pid() {    # stop_pid PID NAME: SIGTERM, SIGKILL after 15 s; returns the exit status
+    local pid=$1 name=$2 _ st=0
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        warn "$name ignored SIGTERM for 15 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || st=$?
+    return "$st"
+}
+
+# shellcheck disable=SC2317  # called from the EXIT trap
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM ERR
+    if [ -n "$HOLDER_PID" ]; then kill -TERM "$HOLDER_PID" 2>/dev/null; wait "$HOLDER_PID" 2>/dev/null; fi
+    if [ -n "$PGMEDIC_PID" ]; then stop_pid "$PGMEDIC_PID" pgmedic; fi
+    if [ "$PG_STARTED" = 1 ]; then
+        cp "$TMP/pg/postgres.log" "$LOGDIR/postgres.log" 2>/dev/null
+        "$ROOT/scripts/pgtmp.sh" stop "$TMP/pg" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+    [ "$rc" = 0 ] || echo "scale: exit status $rc. Logs: $LOGDIR" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "scale: error: command failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_ports() {   # free_ports N: N distinct free TCP ports on 127.0.0.1
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+for s in socks:
+    print(s.getsockname()[1]); s.close()
+EOF
+}
+
+wait_listening() {  # wait_listening PORT PID NAME
+    local port=$1 pid=$2 name=$3 _
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOGDIR/$name.log" >&2; die "$name exited during startup"; }
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "$name is not listening on 127.0.0.1:$port after 15 s"
+}
+
+psql_direct() { "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qAtX -v ON_ERROR_STOP=1 "$@"; }
+
+rss_kib() {     # pgmedic's VmRSS in KiB
+    awk '/^VmRSS:/ { print $2; found = 1 } END { exit !found }' "/proc/$PGMEDIC_PID/status" 2>/dev/null \
+        || die "pgmedic (pid $PGMEDIC_PID) is not running any more; see $LOGDIR/pgmedic.log"
+}
+
+metrics_counts() {  # "CLIENTS SERVERS": pgmedic's own totals from /metrics ("? ?" if unreadable)
+    "$PY" - "http://127.0.0.1:$HPORT/metrics" <<'EOF' 2>/dev/null || echo "? ?"
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+def total(name):
+    vals = re.findall(r"^%s\{[^}]*\} ([0-9.]+)$" % name, text, re.M)
+    return "%d" % sum(float(v) for v in vals) if vals else "?"
+print(total("pgmedic_clients"), total("pgmedic_servers"))
+EOF
+}
+
+# --- idle_clients.py, as a coprocess ----------------------------------------------------
+holder() {      # holder COMMAND...: send one command, set REPLY to its answer; fails on "error"
+    REPLY=""
+    [ -n "$HOLDER_PID" ] && kill -0 "$HOLDER_PID" 2>/dev/null || { REPLY="error idle_clients.py is not running"; return 1; }
+    printf '%s\n' "$*" >&"$HOLDER_IN"
+    if ! IFS= read -r -t "$HOLDER_TIMEOUT" REPLY <&"$HOLDER_OUT"; then
+        REPLY="error no reply from idle_clients.py to '$*' within $HOLDER_TIMEOUT s"
+        return 1
+    fi
+    [ "${REPLY%% *}" = ok ]
+}
+
+# --- servers --------------------------------------------------------------------------
+PORTS=$(free_ports 2)
+# shellcheck disable=SC2086  # split the ports on purpose
+set -- $PORTS
+MPORT=$1 HPORT=$2
+
+# max_connections: the pool plus a little. Idle clients must not cost server connections;
+# if pgmedic ever opened one per client, PostgreSQL would refuse it and the run would fail.
+PG_MAX_CONN=$((POOL_SIZE + 30))
+say "PostgreSQL 15 (private cluster, max_connections $PG_MAX_CONN, fsync off)"
+PG_STARTED=1
+PGPORT=$(PGTMP_MAX_CONNECTIONS=$PG_MAX_CONN "$ROOT/scripts/pgtmp.sh" start "$TMP/pg" 2>"$LOGDIR/pgtmp.log") \
+    || { cat "$LOGDIR/pgtmp.log" >&2; die "could not start PostgreSQL"; }
+psql_direct -c "CREATE DATABASE $DB" postgres
+say "pgbench -i -s $SCALE (direct)"
+"$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -i -s "$SCALE" -q "$DB" >"$LOGDIR/init.log" 2>&1 \
+    || { tail -n 20 "$LOGDIR/init.log" >&2; die "pgbench -i failed"; }
+
+ver() { timeout -k 1 2 "$1" --version 2>/dev/null </dev/null | head -n 1; }
+PGMEDIC_SHA=$(sha256sum "$PGMEDIC_BIN" | cut -c1-12)
+PGMEDIC_VER="$(ver "$PGMEDIC_BIN") (binary sha256 $PGMEDIC_SHA...)"
+say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, max_client_conn $MAX_CLIENT_CONN," \
+    "soft fd limit at start: $PGMEDIC_SOFT_NOFILE): $PGMEDIC_VER"
+(
+    [ "$PGMEDIC_SOFT_NOFILE" = inherit ] || ulimit -Sn "$PGMEDIC_SOFT_NOFILE"
+    exec "$PGMEDIC_BIN" --listen "127.0.0.1:$MPORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
+        --pool-mode transaction --pool-size "$POOL_SIZE" --set "max_client_conn=$MAX_CLIENT_CONN" \
+        --http "127.0.0.1:$HPORT"
+) >"$LOGDIR/pgmedic.log" 2>&1 &
+PGMEDIC_PID=$!
+wait_listening "$MPORT" "$PGMEDIC_PID" pgmedic
+PGMEDIC_NOFILE=$(awk '/^Max open files/ { print $4 " / " $5 }' "/proc/$PGMEDIC_PID/limits")
+PGMEDIC_FD_LOG=$(grep -m 2 -i 'open file limit' "$LOGDIR/pgmedic.log" | sed 's/^[[:space:]]*//' | paste -sd '|' - || true)
+say "fd limits (soft / hard): script $SCRIPT_NOFILE; pgmedic now $PGMEDIC_NOFILE${FD_NOTE:+ ($FD_NOTE)}"
+say "pgmedic log: ${PGMEDIC_FD_LOG:-(nothing about the open file limit)}"
+
+coproc HOLDER { exec "$PY" "$ROOT/bench/idle_clients.py" 127.0.0.1 "$MPORT" "$DB" postgres \
+    --window "$BATCH" --timeout 60 2>>"$LOGDIR/idle_clients.log"; }
+HOLDER_PID=$HOLDER_PID
+# Copies of the coprocess's descriptors: bash unsets HOLDER when the coprocess exits.
+exec {HOLDER_IN}>&"${HOLDER[1]}" {HOLDER_OUT}<&"${HOLDER[0]}"
+
+# --- runs -----------------------------------------------------------------------------
+START_DATE=$(date '+%Y-%m-%d %H:%M %Z')
+FAILS=0
+fail() { FAILS=$((FAILS + 1)); printf 'scale: FAILED: %s\n' "$*" | tee -a "$LOGDIR/failures.txt" >&2; }
+printf 'round\tphase\tstatus\texit\ttps\tlat_ms\tidle_held\tlog\n' >"$LOGDIR/runs.tsv"
+printf 'round\tidle_clients\trss_kib\tpgmedic_clients\tpgmedic_servers\tlogin_s\n' >"$LOGDIR/rss.tsv"
+
+pgbench_run() {  # pgbench_run ROUND PHASE HELD: one measured pgbench -S run through pgmedic
+    local round=$1 phase=$2 held=$3 log st=0 status tps lat
+    log="raw/r$round-$phase.log"
+    timeout -k 5 $((DURATION + 120)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$MPORT" -U postgres -n -S \
+        -c "$CLIENTS" -j "$JOBS" -T "$DURATION" "$DB" >"$LOGDIR/$log" 2>&1 || st=$?
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$LOGDIR/$log" | head -n 1)
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$LOGDIR/$log" | head -n 1)
+    if [ "$st" = 0 ] && [ -n "$tps" ] && [ -n "$lat" ]; then status=ok; else status=fail; fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$phase" "$status" "$st" "$tps" "$lat" "$held" "$log" \
+        >>"$LOGDIR/runs.tsv"
+    if [ "$status" = ok ]; then
+        printf '   round %d  %-8s (%5d idle clients)  tps %-10s latency %s ms\n' "$round" "$phase" "$held" "$tps" "$lat"
+    else
+        fail "round $round pgbench $phase idle clients: exit $st (see build/bench/scale/$log)"
+    fi
+}
+
+rss_point() {   # rss_point ROUND IDLE LOGIN_SECONDS: record pgmedic's RSS and its client count
+    local rss counts
+    rss=$(rss_kib)
+    counts=$(metrics_counts)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "${counts% *}" "${counts#* }" "$3" >>"$LOGDIR/rss.tsv"
+    printf '   round %d  %5d idle clients: pgmedic VmRSS %s KiB (pgmedic counts %s clients, %s server connections)\n' \
+        "$1" "$2" "$rss" "${counts% *}" "${counts#* }"
+    if [ "${counts% *}" != "?" ] && [ "${counts% *}" != "$2" ]; then
+        fail "round $1: pgmedic's /metrics counts ${counts% *} clients, expected $2"
+    fi
+}
+
+open_idle() {   # open_idle ROUND N: hold N idle clients, then record the RSS
+    local secs=""
+    if holder open "$2"; then
+        secs=${REPLY##* }
+    else
+        fail "round $1: opening $2 idle clients: ${REPLY#error }"
+        holder count || true
+    fi
+    sleep 1     # let pgmedic finish its side of the last logins before reading its RSS
+    rss_point "$1" "$2" "$secs"
+}
+
+say "uncounted warm-up: pgbench -S for 3 s through pgmedic (fills the pool)"
+timeout -k 5 120 "$PGBIN/pgbench" -h 127.0.0.1 -p "$MPORT" -U postgres -n -S -c "$CLIENTS" -j "$JOBS" -T 3 "$DB" \
+    >"$LOGDIR/raw/warmup.log" 2>&1 || warn "warm-up failed (exit $?, build/bench/scale/raw/warmup.log); ignored"
+
+say "$ROUNDS rounds: pgbench -S -c $CLIENTS -j $JOBS -T $DURATION without, then with $IDLE_CLIENTS idle clients"
+for round in $(seq "$ROUNDS"); do
+    pgbench_run "$round" without 0
+    sleep 1
+    rss_point "$round" 0 ""
+    if [ "$RSS_AT" -lt "$IDLE_CLIENTS" ]; then open_idle "$round" "$RSS_AT"; fi
+    open_idle "$round" "$IDLE_CLIENTS"
+    holder count || true
+    held=${REPLY#ok }
+    pgbench_run "$round" with "$held"
+    # Health just before closing: every idle client still open, a few of them still usable.
+    if holder check 10; then
+        echo "   round $round  idle clients before closing: ${REPLY#ok }"
+        printf '%s\t%s\n' "$round" "${REPLY#ok }" >>"$LOGDIR/checks.tsv"
+    else
+        fail "round $round: idle clients check: ${REPLY#error }"
+        printf '%s\t%s\n' "$round" "FAILED: ${REPLY#error }" >>"$LOGDIR/checks.tsv"
+    fi
+    holder close || fail "round $round: closing idle clients: $REPLY"
+    sleep 2
+    rss_point "$round" closed ""
+done
+
+say "health at the end"
+END_QUERY=$("$PGBIN/psql" -h 127.0.0.1 -p "$MPORT" -U postgres -qAtX -c "SELECT count(*) FROM pgbench_branches" "$DB" 2>&1) \
+    && [ "$END_QUERY" = "$SCALE" ] && END_QUERY="ok (SELECT count(*) FROM pgbench_branches = $END_QUERY)" \
+    || { fail "query through pgmedic at the end: $END_QUERY"; END_QUERY="FAILED: $END_QUERY"; }
+echo "   query through pgmedic: $END_QUERY"
+holder quit || true
+wait "$HOLDER_PID" 2>/dev/null || true
+HOLDER_PID=""
+"$PY" - "http://127.0.0.1:$HPORT/metrics" "$LOGDIR/pgmedic-metrics.txt" <<'EOF' || warn "could not fetch pgmedic /metrics (ignored)"
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    open(sys.argv[2], "wb").write(r.read())
+EOF
+PEAK_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$PGMEDIC_PID/status" 2>/dev/null || echo "?")
+st=0
+stop_pid "$PGMEDIC_PID" pgmedic || st=$?
+PGMEDIC_PID=""
+PGMEDIC_EXIT=$st
+case $st in 0|143) ;; *) fail "pgmedic exited with status $st on SIGTERM" ;; esac
+LOG_WARNINGS=$(grep -c -i -E '\b(warning|error|fatal)\b' "$LOGDIR/pgmedic.log" || true)
+LOG_WARN_SAMPLE=$(grep -i -m 3 -E '\b(warning|error|fatal)\b' "$LOGDIR/pgmedic.log" | paste -sd '|' - || true)
+[ "$(sha256sum "$PGMEDIC_BIN" 2>/dev/null | cut -c1-12)" = "$PGMEDIC_SHA" ] \
+    || warn "note: $PGMEDIC_BIN was rebuilt during the run; the results are for the binary started (sha256 $PGMEDIC_SHA...)"
+
+# --- report ---------------------------------------------------------------------------
+cpu_model=$(sed -n 's/^\(model name\|Model\|Hardware\)[[:space:]]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
+echo
+PYTHONIOENCODING=utf-8 "$PY" - "$LOGDIR" "$REPORT" <<EOF
+import os, statistics, sys
+logdir, report = sys.argv[1:3]
+P = dict(
+    ver=r"""$PGMEDIC_VER""", pg=r"""$(ver "$PGBIN/postgres")""", ncpu="$(nproc)", cpu=r"""${cpu_model:-?}""",
+    date="$START_DATE", idle=$IDLE_CLIENTS, rss_at=$RSS_AT, batch=$BATCH, rounds=$ROUNDS,
+    duration=$DURATION, clients=$CLIENTS, jobs=$JOBS, scale=$SCALE, pool=$POOL_SIZE,
+    maxcc=$MAX_CLIENT_CONN, pgmax=$PG_MAX_CONN, soft="$PGMEDIC_SOFT_NOFILE", script_fd="$SCRIPT_NOFILE",
+    pgmedic_fd="$PGMEDIC_NOFILE", fd_note=r"""$FD_NOTE""", fd_log=r"""$PGMEDIC_FD_LOG""",
+    end_query=r"""$END_QUERY""", peak="$PEAK_KIB", exit="$PGMEDIC_EXIT", warnings="$LOG_WARNINGS",
+    warn_sample=r"""$LOG_WARN_SAMPLE""", fails=$FAILS)
+EOF_PARAMS_END=1
+EOF
