@@ -172,7 +172,10 @@ EOF
 # --- idle_clients.py, as a coprocess ----------------------------------------------------
 holder() {      # holder COMMAND...: send one command, set REPLY to its answer; fails on "error"
     REPLY=""
-    [ -n "$HOLDER_PID" ] && kill -0 "$HOLDER_PID" 2>/dev/null || { REPLY="error idle_clients.py is not running"; return 1; }
+    if [ -z "$HOLDER_PID" ] || ! kill -0 "$HOLDER_PID" 2>/dev/null; then
+        REPLY="error idle_clients.py is not running"
+        return 1
+    fi
     printf '%s\n' "$*" >&"$HOLDER_IN"
     if ! IFS= read -r -t "$HOLDER_TIMEOUT" REPLY <&"$HOLDER_OUT"; then
         REPLY="error no reply from idle_clients.py to '$*' within $HOLDER_TIMEOUT s"
@@ -219,8 +222,7 @@ say "pgmedic log: ${PGMEDIC_FD_LOG:-(nothing about the open file limit)}"
 
 coproc HOLDER { exec "$PY" "$ROOT/bench/idle_clients.py" 127.0.0.1 "$MPORT" "$DB" postgres \
     --window "$BATCH" --timeout 60 2>>"$LOGDIR/idle_clients.log"; }
-HOLDER_PID=$HOLDER_PID
-# Copies of the coprocess's descriptors: bash unsets HOLDER when the coprocess exits.
+# (bash sets HOLDER_PID.) Copies of the coprocess's descriptors: bash unsets HOLDER when the coprocess exits.
 exec {HOLDER_IN}>&"${HOLDER[1]}" {HOLDER_OUT}<&"${HOLDER[0]}"
 
 # --- runs -----------------------------------------------------------------------------
@@ -252,10 +254,12 @@ rss_point() {   # rss_point ROUND IDLE LOGIN_SECONDS: record pgmedic's RSS and i
     rss=$(rss_kib)
     counts=$(metrics_counts)
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "${counts% *}" "${counts#* }" "$3" >>"$LOGDIR/rss.tsv"
-    printf '   round %d  %5d idle clients: pgmedic VmRSS %s KiB (pgmedic counts %s clients, %s server connections)\n' \
-        "$1" "$2" "$rss" "${counts% *}" "${counts#* }"
-    if [ "${counts% *}" != "?" ] && [ "${counts% *}" != "$2" ]; then
-        fail "round $1: pgmedic's /metrics counts ${counts% *} clients, expected $2"
+    local want=$2 label="$2 idle clients"
+    [ "$2" != closed ] || want=0 label="idle clients closed"
+    printf '   round %d  %-20s pgmedic VmRSS %s KiB (pgmedic counts %s clients, %s server connections)\n' \
+        "$1" "$label:" "$rss" "${counts% *}" "${counts#* }"
+    if [ "${counts% *}" != "?" ] && [ "${counts% *}" != "$want" ]; then
+        fail "round $1: pgmedic's /metrics counts ${counts% *} clients, expected $want"
     fi
 }
 
@@ -299,9 +303,14 @@ for round in $(seq "$ROUNDS"); do
 done
 
 say "health at the end"
-END_QUERY=$("$PGBIN/psql" -h 127.0.0.1 -p "$MPORT" -U postgres -qAtX -c "SELECT count(*) FROM pgbench_branches" "$DB" 2>&1) \
-    && [ "$END_QUERY" = "$SCALE" ] && END_QUERY="ok (SELECT count(*) FROM pgbench_branches = $END_QUERY)" \
-    || { fail "query through pgmedic at the end: $END_QUERY"; END_QUERY="FAILED: $END_QUERY"; }
+END_QUERY=$("$PGBIN/psql" -h 127.0.0.1 -p "$MPORT" -U postgres -qAtX -c "SELECT count(*) FROM pgbench_branches" \
+    "$DB" 2>&1) || true
+if [ "$END_QUERY" = "$SCALE" ]; then
+    END_QUERY="ok (SELECT count(*) FROM pgbench_branches = $END_QUERY)"
+else
+    fail "query through pgmedic at the end: $END_QUERY"
+    END_QUERY="FAILED: $END_QUERY"
+fi
 echo "   query through pgmedic: $END_QUERY"
 holder quit || true
 wait "$HOLDER_PID" 2>/dev/null || true
@@ -311,30 +320,150 @@ import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
     open(sys.argv[2], "wb").write(r.read())
 EOF
+# shellcheck disable=SC2034  # PEAK_KIB ... LOG_WARN_SAMPLE: written to facts.tsv through ${!v}
 PEAK_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$PGMEDIC_PID/status" 2>/dev/null || echo "?")
 st=0
 stop_pid "$PGMEDIC_PID" pgmedic || st=$?
 PGMEDIC_PID=""
+# shellcheck disable=SC2034  # (facts.tsv)
 PGMEDIC_EXIT=$st
 case $st in 0|143) ;; *) fail "pgmedic exited with status $st on SIGTERM" ;; esac
-LOG_WARNINGS=$(grep -c -i -E '\b(warning|error|fatal)\b' "$LOGDIR/pgmedic.log" || true)
-LOG_WARN_SAMPLE=$(grep -i -m 3 -E '\b(warning|error|fatal)\b' "$LOGDIR/pgmedic.log" | paste -sd '|' - || true)
+# shellcheck disable=SC2034  # (facts.tsv)
+LOG_WARNINGS=$(grep -c -E '\[(WARNING|ERROR)\]' "$LOGDIR/pgmedic.log" || true)
+# shellcheck disable=SC2034  # (facts.tsv)
+LOG_WARN_SAMPLE=$(grep -m 3 -E '\[(WARNING|ERROR)\]' "$LOGDIR/pgmedic.log" | paste -sd '|' - || true)
 [ "$(sha256sum "$PGMEDIC_BIN" 2>/dev/null | cut -c1-12)" = "$PGMEDIC_SHA" ] \
     || warn "note: $PGMEDIC_BIN was rebuilt during the run; the results are for the binary started (sha256 $PGMEDIC_SHA...)"
 
 # --- report ---------------------------------------------------------------------------
 cpu_model=$(sed -n 's/^\(model name\|Model\|Hardware\)[[:space:]]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
 echo
-PYTHONIOENCODING=utf-8 "$PY" - "$LOGDIR" "$REPORT" <<EOF
-import os, statistics, sys
+facts() { printf '%s\t%s\n' "$1" "$2" >>"$LOGDIR/facts.tsv"; }
+: >"$LOGDIR/facts.tsv"
+facts version "$PGMEDIC_VER"
+facts pg "$(ver "$PGBIN/postgres")"
+facts machine "$(nproc) CPU(s), ${cpu_model:-$(uname -m)}"
+facts date "$START_DATE"
+for v in IDLE_CLIENTS RSS_AT BATCH ROUNDS DURATION CLIENTS JOBS SCALE POOL_SIZE MAX_CLIENT_CONN \
+         PG_MAX_CONN PGMEDIC_SOFT_NOFILE SCRIPT_NOFILE PGMEDIC_NOFILE FD_NOTE PGMEDIC_FD_LOG END_QUERY \
+         PEAK_KIB PGMEDIC_EXIT LOG_WARNINGS LOG_WARN_SAMPLE FAILS; do
+    facts "$v" "${!v}"
+done
+
+PYTHONIOENCODING=utf-8 "$PY" - "$LOGDIR" "$REPORT" <<'EOF'
+import csv, os, statistics, sys
+
 logdir, report = sys.argv[1:3]
-P = dict(
-    ver=r"""$PGMEDIC_VER""", pg=r"""$(ver "$PGBIN/postgres")""", ncpu="$(nproc)", cpu=r"""${cpu_model:-?}""",
-    date="$START_DATE", idle=$IDLE_CLIENTS, rss_at=$RSS_AT, batch=$BATCH, rounds=$ROUNDS,
-    duration=$DURATION, clients=$CLIENTS, jobs=$JOBS, scale=$SCALE, pool=$POOL_SIZE,
-    maxcc=$MAX_CLIENT_CONN, pgmax=$PG_MAX_CONN, soft="$PGMEDIC_SOFT_NOFILE", script_fd="$SCRIPT_NOFILE",
-    pgmedic_fd="$PGMEDIC_NOFILE", fd_note=r"""$FD_NOTE""", fd_log=r"""$PGMEDIC_FD_LOG""",
-    end_query=r"""$END_QUERY""", peak="$PEAK_KIB", exit="$PGMEDIC_EXIT", warnings="$LOG_WARNINGS",
-    warn_sample=r"""$LOG_WARN_SAMPLE""", fails=$FAILS)
-EOF_PARAMS_END=1
+def rows(name):
+    path = os.path.join(logdir, name)
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+F = {}
+for line in open(os.path.join(logdir, "facts.tsv")):
+    k, _, v = line.rstrip("\n").partition("\t")
+    F[k] = v
+idle, rss_at, rounds = int(F["IDLE_CLIENTS"]), int(F["RSS_AT"]), int(F["ROUNDS"])
+fails = int(F["FAILS"])
+
+def num(n):
+    return "{:,}".format(n)
+def num_or(v, fmt="%.0f"):
+    return fmt % v if v is not None else "n/a"
+
+# pgmedic VmRSS by round and number of idle clients
+rss = {}
+login_s = {}
+for r in rows("rss.tsv"):
+    rss[(int(r["round"]), r["idle_clients"])] = int(r["rss_kib"])
+    if r["login_s"]:
+        login_s.setdefault(int(r["round"]), []).append(float(r["login_s"]))
+def per_client(rnd, n):
+    a, b = rss.get((rnd, "0")), rss.get((rnd, str(n)))
+    return (b - a) / n if a is not None and b is not None else None
+
+runs = [r for r in rows("runs.tsv")]
+def mean(phase, key):
+    vals = [float(r[key]) for r in runs if r["phase"] == phase and r["status"] == "ok"]
+    return statistics.mean(vals) if vals else None
+lat_wo, lat_w = mean("without", "lat_ms"), mean("with", "lat_ms")
+tps_wo, tps_w = mean("without", "tps"), mean("with", "tps")
+lat_ratio = lat_w / lat_wo if lat_w and lat_wo else None
+tps_ratio = tps_w / tps_wo if tps_w and tps_wo else None
+
+cpath = os.path.join(logdir, "checks.tsv")
+checks = [l.rstrip("\n").split("\t", 1) for l in open(cpath)] if os.path.exists(cpath) else []
+
+pc = [per_client(r, rss_at) for r in range(1, rounds + 1)]
+headline = pc[0]
+md = []
+md.append("# Scale: pgmedic with %s idle clients" % num(idle))
+md.append("")
+md.append("%s; %s. Machine: %s; %s." % (F["version"], F["pg"] or "PostgreSQL ?", F["machine"], F["date"]))
+md.append("pgmedic in transaction mode, pool %s, max_client_conn %s; PostgreSQL max_connections %s. "
+          "Idle clients: bench/idle_clients.py (one process), startup to ReadyForQuery, %s logins in "
+          "flight at a time, then nothing sent." % (F["POOL_SIZE"], F["MAX_CLIENT_CONN"], F["PG_MAX_CONN"], F["BATCH"]))
+md.append("")
+target = "n/a" if headline is None else ("meets the target" if headline <= 8 else "above the target")
+md.append("- **RSS per idle client at %s idle clients: %s KiB** (target <= 8 KiB: %s). "
+          "(VmRSS@%s - VmRSS@0) / %s in round 1%s." % (
+              num(rss_at), num_or(headline, "%.1f"), target, rss_at, rss_at,
+              "".join("; round %d: %s KiB" % (i + 1, num_or(v, "%.1f")) for i, v in enumerate(pc) if i)))
+md.append("- **Latency with %s idle clients / without: %s** (tps ratio %s). "
+          "pgbench -S -c %s -j %s -T %s, scale %s, mean of %d run(s) each, alternating." % (
+              num(idle), num_or(lat_ratio, "%.3f"), num_or(tps_ratio, "%.3f"), F["CLIENTS"], F["JOBS"],
+              F["DURATION"], F["SCALE"], rounds))
+health = "ok" if fails == 0 else "FAILED (%d problem(s), see below)" % fails
+md.append("- **Health: %s.** Idle clients just before closing: %s. Query through pgmedic at the end: %s. "
+          "pgmedic exit status on SIGTERM: %s. Warning/error lines in its log: %s%s." % (
+              health, "; ".join("round %s: %s" % (c[0], c[1]) for c in checks) or "not checked",
+              F["END_QUERY"], F["PGMEDIC_EXIT"], F["LOG_WARNINGS"],
+              " (%s)" % F["LOG_WARN_SAMPLE"] if F["LOG_WARN_SAMPLE"] else ""))
+soft = F["PGMEDIC_SOFT_NOFILE"]
+md.append("- **Open file limit**: pgmedic started with %s; it logged: %s. Its limit (soft / hard) "
+          "during the run: %s; the script's: %s%s." % (
+              "the script's soft limit" if soft == "inherit" else "soft limit %s" % soft,
+              '"%s"' % F["PGMEDIC_FD_LOG"].replace("|", '", "') if F["PGMEDIC_FD_LOG"] else "nothing",
+              F["PGMEDIC_NOFILE"], F["SCRIPT_NOFILE"], "; " + F["FD_NOTE"] if F["FD_NOTE"] else ""))
+md.append("")
+md.append("pgmedic VmRSS, KiB (per idle client: growth from 0 idle clients / clients):")
+md.append("")
+head = ["idle clients"] + ["round %d" % r for r in range(1, rounds + 1)] + \
+       ["per client r%d" % r for r in range(1, rounds + 1)]
+md.append("| " + " | ".join(head) + " |")
+md.append("|" + "|".join(["---:"] * len(head)) + "|")
+stages = ["0"] + ([str(rss_at)] if rss_at < idle else []) + [str(idle), "closed"]
+for s in stages:
+    label = "after closing" if s == "closed" else num(int(s))
+    cells = [num(rss[(r, s)]) if (r, s) in rss else "-" for r in range(1, rounds + 1)]
+    pcs = [num_or(per_client(r, int(s)), "%.2f") if s not in ("0", "closed") else "" for r in range(1, rounds + 1)]
+    md.append("| " + " | ".join([label] + cells + pcs) + " |")
+md.append("")
+logins = ["round %d: %s logins in %.1f s (%s/s)" % (r, num(idle), sum(v), num(int(idle / sum(v))))
+          for r, v in sorted(login_s.items()) if sum(v) > 0]
+md.append("Peak VmRSS (VmHWM): %s KiB. %s." % (F["PEAK_KIB"], "; ".join(logins) or "login times n/a"))
+md.append("")
+md.append("pgbench -S through pgmedic (latency average and tps as pgbench reports them):")
+md.append("")
+md.append("| round | idle clients | tps | latency ms |")
+md.append("|---:|---:|---:|---:|")
+for r in runs:
+    ok = r["status"] == "ok"
+    md.append("| %s | %s | %s | %s |" % (r["round"], num(int(r["idle_held"] or 0)),
+                                         "%.0f" % float(r["tps"]) if ok else "FAIL",
+                                         r["lat_ms"] if ok else "FAIL"))
+md.append("| mean | 0 | %s | %s |" % (num_or(tps_wo), num_or(lat_wo, "%.3f")))
+md.append("| mean | %s | %s | %s |" % (num(idle), num_or(tps_w), num_or(lat_w, "%.3f")))
+fpath = os.path.join(logdir, "failures.txt")
+if os.path.exists(fpath):
+    md.append("")
+    md.append("Problems:")
+    md.append("")
+    md += ["- " + l.rstrip("\n") for l in open(fpath)]
+text = "\n".join(md) + "\n"
+open(report, "w").write(text)
+print(text, end="")
 EOF
+say "report: build/bench/scale.md; logs and raw pgbench output: build/bench/scale/"
+[ "$FAILS" = 0 ] || { echo "scale: $FAILS problem(s); see above" >&2; exit 1; }

@@ -149,6 +149,14 @@ void metrics_render(struct proxy *p, struct evbuffer *b)
 	evbuffer_add_printf(b, "pgmedic_server_connections_total %llu\n", (unsigned long long)p->server_connections_total);
 	header(b, "pgmedic_cancel_requests_total", "counter", "Cancel requests received.");
 	evbuffer_add_printf(b, "pgmedic_cancel_requests_total %llu\n", (unsigned long long)p->cancel_requests);
+	header(b, "pgmedic_pins_total", "counter",
+	       "Transaction-mode clients pinned to their server connection, by the session state that caused it.");
+	static const char *pin_reasons[] = {"set", "role", "listen", "hold_cursor", "temp_table", "prepare", "advisory_lock"};
+	for (size_t i = 0; i < sizeof(pin_reasons) / sizeof(pin_reasons[0]); i++)
+		evbuffer_add_printf(b, "pgmedic_pins_total{reason=\"%s\"} %llu\n", pin_reasons[i],
+				    (unsigned long long)p->pins_total[i]);
+	header(b, "pgmedic_clients_pinned", "gauge", "Clients currently pinned to their server connection.");
+	evbuffer_add_printf(b, "pgmedic_clients_pinned %d\n", p->n_pinned);
 	header(b, "pgmedic_protocol_errors_total", "counter", "Malformed packets from clients (connection closed).");
 	evbuffer_add_printf(b, "pgmedic_protocol_errors_total %llu\n", (unsigned long long)p->bad_packets);
 }

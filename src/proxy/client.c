@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "pg/md5.h"
 #include "sql/ddl.h"
+#include "sql/session.h"
 #include "proxy/proxy.h"
 
 enum login_step {
@@ -159,14 +160,26 @@ static void client_unlink_server(struct client *cl)
 		     conn_out_pending(&sv->c) == 0;
 	cl->server = NULL;
 	sv->client = NULL;
+	if (!clean && cl->pinned) {
+		cl->proxy->n_pinned--;
+		cl->pinned = 0;
+	}
 	if (!clean) {
 		server_close(sv, sv->state == SV_SETUP ? "client left during server setup"
 						       : "client left in the middle of a transaction or request");
 		return;
 	}
-	if (sv->pool->mode == POOL_SESSION && sv->proxy->cfg->server_reset_query &&
-	    sv->proxy->cfg->server_reset_query[0])
+	/* A pinned transaction-mode server carries session state: reset it like a
+	 * session-mode one (DISCARD ALL also drops locks, LISTENs and temp tables). */
+	bool reset = sv->pool->mode == POOL_SESSION || cl->pinned;
+	if (cl->pinned) {
+		cl->proxy->n_pinned--;
+		cl->pinned = 0;
+	}
+	if (reset && sv->proxy->cfg->server_reset_query && sv->proxy->cfg->server_reset_query[0])
 		server_begin_reset(sv);
+	else if (reset)
+		server_close(sv, "session state left behind and server_reset_query is empty");
 	else
 		pool_server_ready(sv);
 }
@@ -735,6 +748,34 @@ static bool forward_range(struct client *cl, size_t n)
 	return true;
 }
 
+void client_unpin(struct client *cl, const char *why)
+{
+	if (!cl->pinned)
+		return;
+	cl->pinned = 0;
+	cl->proxy->n_pinned--;
+	CLOG(LOG_INFO, cl, "unpinned from its server connection: %s", why);
+}
+
+/* Transaction mode: a statement that leaves session state behind keeps this client
+ * on its server connection until the client leaves (or runs DISCARD ALL). */
+static void check_session_state(struct client *cl, const uint8_t *q, size_t len)
+{
+	unsigned bits = sql_session_state((const char *)q, strnlen((const char *)q, len));
+	if (!bits || (cl->pinned & bits) == bits)
+		return;
+	unsigned newbits = bits & ~cl->pinned;
+	for (unsigned i = 0; i < 8; i++)
+		if (newbits & (1u << i))
+			cl->proxy->pins_total[i]++;
+	if (!cl->pinned) {
+		cl->proxy->n_pinned++;
+		CLOG(LOG_INFO, cl, "pinned to server connection S-%llu until it disconnects or runs DISCARD ALL: %s in \"%.100s\"",
+		     cl->server ? (unsigned long long)cl->server->id : 0ULL, sess_state_name(newbits), (const char *)q);
+	}
+	cl->pinned |= bits;
+}
+
 /* DROP DATABASE fails while sessions are connected: close this proxy's idle
  * server connections to that database before the statement reaches the server. */
 static void check_drop_database(struct client *cl, const uint8_t *q, size_t len)
@@ -843,6 +884,14 @@ void client_process(struct client *cl)
 		size_t total = (size_t)len + 1;
 		if (type == 'Q' && avail - pos >= total) {
 			check_drop_database(cl, d + pos + 5, len - 4);
+			if (track)
+				check_session_state(cl, d + pos + 5, len - 4);
+		}
+		if (track && type == 'P' && avail - pos >= total) {
+			/* The statement text follows the statement name. */
+			const uint8_t *nm = memchr(d + pos + 5, 0, len - 4);
+			if (nm && (size_t)(nm + 1 - (d + pos + 5)) < len - 4)
+				check_session_state(cl, nm + 1, len - 4 - (size_t)(nm + 1 - (d + pos + 5)));
 		}
 		if (track) {
 			size_t need = prep_bytes_needed(type, len);

@@ -244,6 +244,9 @@ size_t prep_bytes_needed(uint8_t type, uint32_t len)
 {
 	size_t total = (size_t)len + 1;
 	switch (type) {
+	case 'Q':
+		/* Read whole (up to 1 MiB) to see whether it creates session state. */
+		return total <= (1u << 20) ? total : 6;
 	case 'B':
 		/* Only the portal and statement names (each < NAMEDATALEN) are read. */
 		return total < 5 + 2 * 64 ? total : 5 + 2 * 64;
@@ -509,6 +512,8 @@ enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8
 	}
 	if (type == 'C' && (tag_is(body, blen, "DISCARD ALL") || tag_is(body, blen, "DEALLOCATE ALL")))
 		reset_all(cl, sv); /* the server confirmed it: extended or simple protocol */
+	if (type == 'C' && cl->pinned && tag_is(body, blen, "DISCARD ALL"))
+		client_unpin(cl, "DISCARD ALL"); /* every kind of session state is gone */
 	if (type == 'E') {
 		if (e->kind == PQ_QUERY || e->kind == PQ_SYNC)
 			return PREP_FORWARD; /* ReadyForQuery still follows */
@@ -543,6 +548,15 @@ void prep_client_free(struct client *cl)
 		client_unmap(cl, &cl->prep.stmts[cl->prep.nstmts - 1]);
 	free(cl->prep.stmts);
 	memset(&cl->prep, 0, sizeof(cl->prep));
+}
+
+void prep_server_forget_all(struct server *sv)
+{
+	for (size_t i = 0; i < sv->prep.n; i++)
+		pstmt_unref(sv->proxy, sv->prep.set[i].st);
+	sv->prep.n = 0;
+	while (sv->prep.nstale)
+		pstmt_unref(sv->proxy, sv->prep.stale[--sv->prep.nstale]);
 }
 
 void prep_server_free(struct server *sv)

@@ -104,5 +104,7 @@ void prep_drain_synth(struct client *cl);
 
 void prep_client_free(struct client *cl);
 void prep_server_free(struct server *sv);
+/* The server dropped every statement (server_reset_query = DISCARD ALL). */
+void prep_server_forget_all(struct server *sv);
 
 #endif

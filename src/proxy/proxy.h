@@ -105,6 +105,8 @@ struct client {
 	uint32_t pending_rfq;       /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
 	bool in_extended;           /* extended-protocol messages since the last Sync */
 	bool close_after_release;   /* shutdown: close once its transaction is over */
+	unsigned pinned;            /* transaction mode: session state (sql/session.h bits)
+				     * keeps this client on its server connection */
 	struct timespec wait_start;
 	double connect_time, last_active;
 };
@@ -199,6 +201,8 @@ struct proxy {
 	uint64_t next_id;
 	uint64_t client_connections_total, client_login_failures, server_connections_total;
 	uint64_t cancel_requests, bad_packets;
+	uint64_t pins_total[8];          /* by sql/session.h bit */
+	int n_pinned;
 	bool shutting_down;
 	double shutdown_deadline;
 	int exit_code;
@@ -241,6 +245,7 @@ void client_linked(struct client *cl);           /* server ready: start forwardi
 void client_finish_welcome(struct client *cl);
 void client_process(struct client *cl);
 void client_send_error(struct client *cl, const char *severity, const char *sqlstate, const char *msg);
+void client_unpin(struct client *cl, const char *why);
 
 /* server.c */
 struct server *server_launch(struct pool *pool);

@@ -690,6 +690,7 @@ void server_begin_reset(struct server *sv)
 		sv->params[i] = sv->pool->defaults[i] ? strdup(sv->pool->defaults[i]) : NULL;
 	}
 	free_extra(&sv->extra, &sv->nextra);
+	prep_server_forget_all(sv);
 	send_internal(sv, q, strlen(q));
 }
 
@@ -749,7 +750,7 @@ static bool release_point(struct server *sv)
 	struct client *cl = sv->client;
 	if (!cl || sv->tx_status != 'I' || cl->pending_rfq || cl->in_extended || cl->stream_left)
 		return false;
-	return sv->pool->mode == POOL_TRANSACTION || cl->close_after_release;
+	return (sv->pool->mode == POOL_TRANSACTION && !cl->pinned) || cl->close_after_release;
 }
 
 void server_process(struct server *sv)

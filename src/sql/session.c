@@ -1,0 +1,218 @@
+/* session.c - see session.h.  Why first words and a few function names suffice:
+ * the statements that create session state are all recognizable by their leading
+ * keywords, except the advisory lock functions, which can appear anywhere in an
+ * expression.  Over-detection only costs pooling efficiency (a pinned client);
+ * under-detection would leak state between clients, so ambiguous cases pin. */
+#include "sql/session.h"
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <string.h>
+#include <strings.h>
+
+#include "pg/proto.h"
+
+struct tok {
+	const char *p;
+	size_t n;
+	bool word; /* identifier or keyword (unquoted) */
+};
+
+struct scan {
+	const char *q;
+	size_t len, i;
+};
+
+static bool ident_start(char c) { return isalpha((unsigned char)c) || c == '_' || (unsigned char)c >= 0x80; }
+static bool ident_char(char c) { return ident_start(c) || isdigit((unsigned char)c) || c == '$'; }
+
+/* Next token; returns false at the end.  ';' comes back as a one-byte token. */
+static bool next_tok(struct scan *s, struct tok *t)
+{
+	const char *q = s->q;
+	size_t len = s->len;
+	for (;;) {
+		while (s->i < len && isspace((unsigned char)q[s->i]))
+			s->i++;
+		if (s->i + 1 < len && q[s->i] == '-' && q[s->i + 1] == '-') {
+			while (s->i < len && q[s->i] != '\n')
+				s->i++;
+			continue;
+		}
+		if (s->i + 1 < len && q[s->i] == '/' && q[s->i + 1] == '*') {
+			int depth = 1;
+			s->i += 2;
+			while (s->i < len && depth) {
+				if (s->i + 1 < len && q[s->i] == '/' && q[s->i + 1] == '*') {
+					depth++;
+					s->i += 2;
+				} else if (s->i + 1 < len && q[s->i] == '*' && q[s->i + 1] == '/') {
+					depth--;
+					s->i += 2;
+				} else {
+					s->i++;
+				}
+			}
+			continue;
+		}
+		break;
+	}
+	if (s->i >= len)
+		return false;
+	size_t start = s->i;
+	char c = q[s->i];
+	t->word = false;
+	if (c == '\'' || c == '"') {
+		/* '' and "" double the quote; E'' strings may also escape with \. */
+		bool esc = c == '\'' && start > 0 && (q[start - 1] == 'E' || q[start - 1] == 'e');
+		s->i++;
+		while (s->i < len) {
+			if (esc && q[s->i] == '\\' && s->i + 1 < len) {
+				s->i += 2;
+				continue;
+			}
+			if (q[s->i] == c) {
+				if (s->i + 1 < len && q[s->i + 1] == c) {
+					s->i += 2;
+					continue;
+				}
+				s->i++;
+				break;
+			}
+			s->i++;
+		}
+	} else if (c == '$' && s->i + 1 < len && (q[s->i + 1] == '$' || ident_start(q[s->i + 1]))) {
+		/* $tag$ ... $tag$ */
+		size_t j = s->i + 1;
+		while (j < len && q[j] != '$' && ident_char(q[j]))
+			j++;
+		if (j < len && q[j] == '$') {
+			size_t taglen = j - s->i + 1;
+			const char *tag = q + s->i;
+			s->i = j + 1;
+			while (s->i < len) {
+				if (q[s->i] == '$' && len - s->i >= taglen && memcmp(q + s->i, tag, taglen) == 0) {
+					s->i += taglen;
+					break;
+				}
+				s->i++;
+			}
+		} else {
+			s->i++;
+		}
+	} else if (ident_start(c)) {
+		while (s->i < len && ident_char(q[s->i]))
+			s->i++;
+		t->word = true;
+	} else {
+		s->i++;
+	}
+	t->p = q + start;
+	t->n = s->i - start;
+	return true;
+}
+
+static bool is_kw(const struct tok *t, const char *kw)
+{
+	return t->word && strlen(kw) == t->n && strncasecmp(t->p, kw, t->n) == 0;
+}
+
+static bool is_semi(const struct tok *t) { return t->n == 1 && t->p[0] == ';'; }
+
+static bool reported_param(const struct tok *t)
+{
+	char name[64];
+	if (t->n >= sizeof(name))
+		return false;
+	memcpy(name, t->p, t->n);
+	name[t->n] = 0;
+	return pg_tracked_param_index(name) >= 0;
+}
+
+/* Classifies one statement whose first token is t; consumes it up to ';'. */
+static unsigned statement(struct scan *s, struct tok *t)
+{
+	unsigned bits = 0;
+	struct tok a, b;
+	bool more = true;
+	if (is_kw(t, "set")) {
+		if (!(more = next_tok(s, &a)))
+			return 0;
+		if (is_kw(&a, "session")) {
+			if (!(more = next_tok(s, &a)))
+				return 0;
+			if (is_kw(&a, "authorization"))
+				bits |= SESS_ROLE;
+			else if (is_kw(&a, "characteristics"))
+				bits |= SESS_SET;
+		}
+		if (bits) {
+			/* decided */
+		} else if (is_kw(&a, "local") || is_kw(&a, "transaction") || is_kw(&a, "constraints")) {
+			/* lasts only until the end of the transaction */
+		} else if (is_kw(&a, "role")) {
+			bits |= SESS_ROLE;
+		} else if (is_kw(&a, "time")) {
+			/* SET TIME ZONE: TimeZone is reported, pgmedic follows it */
+		} else if (!(a.word && reported_param(&a))) {
+			bits |= SESS_SET;
+		}
+	} else if (is_kw(t, "listen")) {
+		bits |= SESS_LISTEN;
+	} else if (is_kw(t, "prepare")) {
+		bits |= SESS_PREPARE;
+	} else if (is_kw(t, "create")) {
+		if ((more = next_tok(s, &a))) {
+			if (is_kw(&a, "or")) { /* CREATE OR REPLACE TEMP VIEW */
+				more = next_tok(s, &b) && next_tok(s, &a);
+			}
+			if (more && (is_kw(&a, "global") || is_kw(&a, "local")))
+				more = next_tok(s, &a);
+			if (more && (is_kw(&a, "temp") || is_kw(&a, "temporary")))
+				bits |= SESS_TEMP;
+		}
+	} else if (is_kw(t, "declare")) {
+		/* DECLARE name [BINARY] [INSENSITIVE] [[NO] SCROLL] CURSOR [WITH HOLD] FOR */
+		bool prev_with = false;
+		while (more && (more = next_tok(s, &a)) && !is_semi(&a) && !is_kw(&a, "for")) {
+			if (prev_with && is_kw(&a, "hold"))
+				bits |= SESS_HOLD_CURSOR;
+			prev_with = is_kw(&a, "with");
+		}
+		if (more && is_semi(&a))
+			return bits;
+	}
+	/* The rest of the statement: only the advisory lock functions matter. */
+	while (more && next_tok(s, &a)) {
+		if (is_semi(&a))
+			break;
+		if (a.word && a.n >= 16 && strncasecmp(a.p, "pg_", 3) == 0 &&
+		    (is_kw(&a, "pg_advisory_lock") || is_kw(&a, "pg_advisory_lock_shared") ||
+		     is_kw(&a, "pg_try_advisory_lock") || is_kw(&a, "pg_try_advisory_lock_shared")))
+			bits |= SESS_ADVISORY;
+	}
+	return bits;
+}
+
+unsigned sql_session_state(const char *q, size_t len)
+{
+	struct scan s = {q, len, 0};
+	struct tok t;
+	unsigned bits = 0;
+	while (next_tok(&s, &t)) {
+		if (is_semi(&t))
+			continue;
+		bits |= statement(&s, &t);
+	}
+	return bits;
+}
+
+const char *sess_state_name(unsigned bits)
+{
+	static const char *names[] = {"SET", "SET ROLE", "LISTEN", "WITH HOLD cursor", "temporary table",
+				      "PREPARE", "advisory lock"};
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (bits & (1u << i))
+			return names[i];
+	return "none";
+}

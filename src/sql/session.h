@@ -1,0 +1,25 @@
+/* session.h - which statements leave state in the server session that cannot
+ * follow a client to another server connection (transaction pooling).  A light
+ * scanner over the statement text: strings, quoted identifiers, dollar quotes and
+ * comments are skipped; statements are split at top-level semicolons. */
+#ifndef PGMEDIC_SESSION_H
+#define PGMEDIC_SESSION_H
+
+#include <stddef.h>
+
+enum sess_state {
+	SESS_SET = 1 << 0,        /* SET of a parameter the server does not report */
+	SESS_ROLE = 1 << 1,       /* SET ROLE / SET SESSION AUTHORIZATION */
+	SESS_LISTEN = 1 << 2,     /* LISTEN */
+	SESS_HOLD_CURSOR = 1 << 3,/* DECLARE ... WITH HOLD */
+	SESS_TEMP = 1 << 4,       /* CREATE TEMP ... */
+	SESS_PREPARE = 1 << 5,    /* SQL-level PREPARE */
+	SESS_ADVISORY = 1 << 6,   /* session-level advisory lock functions */
+};
+
+/* Bit set of the session state the text creates (0 for none). */
+unsigned sql_session_state(const char *q, size_t len);
+/* Short human name of the lowest bit set ("SET", "LISTEN", ...). */
+const char *sess_state_name(unsigned bits);
+
+#endif

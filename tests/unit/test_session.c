@@ -1,0 +1,89 @@
+/* test_session.c - recognizing statements that leave session state behind. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "sql/session.h"
+
+static unsigned st(const char *q) { return sql_session_state(q, strlen(q)); }
+
+static void test_set(void **state)
+{
+	(void)state;
+	assert_int_equal(st("SET search_path TO app, public"), SESS_SET);
+	assert_int_equal(st("set session statement_timeout = '5s'"), SESS_SET);
+	assert_int_equal(st("SET LOCAL statement_timeout = 0"), 0);
+	assert_int_equal(st("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), 0);
+	assert_int_equal(st("SET CONSTRAINTS ALL DEFERRED"), 0);
+	/* reported parameters follow the client through ParameterStatus */
+	assert_int_equal(st("SET TIME ZONE 'UTC'"), 0);
+	assert_int_equal(st("SET application_name = 'x'"), 0);
+	assert_int_equal(st("SET DateStyle TO ISO"), 0);
+	assert_int_equal(st("SET ROLE admin"), SESS_ROLE);
+	assert_int_equal(st("SET SESSION AUTHORIZATION bob"), SESS_ROLE);
+	assert_int_equal(st("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"), SESS_SET);
+}
+
+static void test_other_statements(void **state)
+{
+	(void)state;
+	assert_int_equal(st("LISTEN jobs"), SESS_LISTEN);
+	assert_int_equal(st("UNLISTEN *"), 0);
+	assert_int_equal(st("DECLARE c CURSOR WITH HOLD FOR SELECT 1"), SESS_HOLD_CURSOR);
+	assert_int_equal(st("DECLARE c NO SCROLL CURSOR WITHOUT HOLD FOR SELECT 1"), 0);
+	assert_int_equal(st("DECLARE c CURSOR FOR SELECT 'WITH HOLD'"), 0);
+	assert_int_equal(st("CREATE TEMP TABLE t (a int)"), SESS_TEMP);
+	assert_int_equal(st("create global temporary table t (a int)"), SESS_TEMP);
+	assert_int_equal(st("CREATE OR REPLACE TEMP VIEW v AS SELECT 1"), SESS_TEMP);
+	assert_int_equal(st("CREATE TABLE temp (a int)"), 0);
+	assert_int_equal(st("PREPARE p AS SELECT 1"), SESS_PREPARE);
+	assert_int_equal(st("SELECT pg_advisory_lock(42)"), SESS_ADVISORY);
+	assert_int_equal(st("select 1 where PG_TRY_ADVISORY_LOCK_SHARED(1, 2)"), SESS_ADVISORY);
+	assert_int_equal(st("SELECT pg_advisory_xact_lock(42)"), 0);
+	assert_int_equal(st("SELECT pg_advisory_unlock(42)"), 0);
+	assert_int_equal(st("SELECT * FROM t WHERE a = 1"), 0);
+	assert_int_equal(st(""), 0);
+}
+
+static void test_quoting_and_multi_statements(void **state)
+{
+	(void)state;
+	assert_int_equal(st("SELECT 'pg_advisory_lock(1)'"), 0);
+	assert_int_equal(st("SELECT \"pg_advisory_lock\" FROM t"), 0);
+	assert_int_equal(st("SELECT $$ LISTEN x; SET a = 1 $$"), 0);
+	assert_int_equal(st("SELECT $f$ ; LISTEN x $f$; SELECT 1"), 0);
+	assert_int_equal(st("/* LISTEN x */ SELECT 1 -- ; LISTEN y\n"), 0);
+	assert_int_equal(st("SELECT E'it\\'s; LISTEN x'"), 0);
+	assert_int_equal(st("BEGIN; SET search_path = x; COMMIT"), SESS_SET);
+	assert_int_equal(st("SELECT 1; LISTEN a; CREATE TEMP TABLE t(a int)"), SESS_LISTEN | SESS_TEMP);
+	assert_string_equal(sess_state_name(SESS_LISTEN | SESS_TEMP), "LISTEN");
+	assert_string_equal(sess_state_name(0), "none");
+}
+
+static void test_every_prefix_is_safe(void **state)
+{
+	(void)state;
+	const char *q = "/* c */ SET x = $t$a;b$t$; DECLARE c CURSOR WITH HOLD FOR SELECT E'\\'' , \"q\"\"\" ;";
+	size_t n = strlen(q);
+	for (size_t i = 0; i <= n; i++) {
+		char *copy = malloc(i ? i : 1); /* exact size: ASan catches any overread */
+		memcpy(copy, q, i);
+		(void)sql_session_state(copy, i);
+		free(copy);
+	}
+	assert_int_equal(st(q), SESS_SET | SESS_HOLD_CURSOR);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_set),
+		cmocka_unit_test(test_other_statements),
+		cmocka_unit_test(test_quoting_and_multi_statements),
+		cmocka_unit_test(test_every_prefix_is_safe),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
