@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CC      ?= cc
 PKGS    := libevent_core libevent_extra libevent_openssl openssl libpq jansson inih libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpg_query
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation -Wno-unknown-warning-option
 CFLAGS_COMMON := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS) -pthread
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)

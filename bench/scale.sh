@@ -442,7 +442,14 @@ for s in stages:
 md.append("")
 logins = ["round %d: %s logins in %.1f s (%s/s)" % (r, num(idle), sum(v), num(int(idle / sum(v))))
           for r, v in sorted(login_s.items()) if sum(v) > 0]
-md.append("Peak VmRSS (VmHWM): %s KiB. %s." % (F["PEAK_KIB"], "; ".join(logins) or "login times n/a"))
+if rounds > 1:
+    md.append("Rounds after the first start from the first round's high-water mark: memory freed when "
+              "idle clients close is kept by the allocator and reused, so their per-client growth shows "
+              "reuse (about 0: no growth across rounds), not the cost of a client.")
+    md.append("")
+peak = F["PEAK_KIB"]
+md.append("Peak VmRSS (VmHWM): %s KiB. %s." % (num(int(peak)) if peak.isdigit() else peak,
+                                              "; ".join(logins) or "login times n/a"))
 md.append("")
 md.append("pgbench -S through pgmedic (latency average and tps as pgbench reports them):")
 md.append("")

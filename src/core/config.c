@@ -105,7 +105,7 @@ static const char *const pgbouncer_only_keys[] = {
 	"scram_iterations", "auth_hba_file", "auth_ident_file", "auth_user", "auth_query",
 	"auth_dbname", "auth_ldap_options", "syslog", "syslog_ident", "syslog_facility",
 	"log_connections", "log_disconnections", "log_pooler_errors", "log_stats",
-	"verbose", "admin_users", "stats_users", "server_reset_query_always",
+	"verbose", "stats_users", "server_reset_query_always",
 	"server_fast_close", "server_login_retry", "autodb_idle_timeout",
 	"pool_idle_timeout", "dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period",
 	"resolv_conf", "query_wait_notify", "login_notify_message",
@@ -893,6 +893,7 @@ static const struct { const char *key; size_t off; } duration_keys[] = {
 /* File paths: an empty value unsets them. */
 static const struct { const char *key; size_t off; } path_keys[] = {
 	{"auth_file", offsetof(struct config, auth_file)},
+	{"admin_users", offsetof(struct config, admin_users)},
 	{"client_tls_key_file", offsetof(struct config, client_tls_key_file)},
 	{"client_tls_cert_file", offsetof(struct config, client_tls_cert_file)},
 	{"client_tls_ca_file", offsetof(struct config, client_tls_ca_file)},
@@ -1126,6 +1127,7 @@ void config_free(struct config *c)
 	free(c->server_reset_query);
 	free(c->server_check_query);
 	free(c->auth_file);
+	free(c->admin_users);
 	free(c->client_tls_key_file);
 	free(c->client_tls_cert_file);
 	free(c->client_tls_ca_file);

@@ -82,6 +82,8 @@ struct config {
 	enum auth_type auth_type;  /* default scram-sha-256 */
 	bool auth_type_set;        /* given explicitly (flag or file) */
 	char *auth_file;           /* PgBouncer userlist format */
+	char *admin_users;         /* comma-separated users allowed on the admin console;
+				    * NULL: the upstream URL's user */
 
 	/* TLS towards clients */
 	enum sslmode client_tls_sslmode; /* default prefer if a cert is configured, else disable */

@@ -325,9 +325,54 @@ static void auth_failed(struct client *cl)
 	client_fatal(cl, "28P01", msg);
 }
 
+/* The admin console: no pool, no server; pgmedic answers itself. */
+static void admin_login_done(struct client *cl)
+{
+	struct proxy *p = cl->proxy;
+	if (!admin_user_allowed(p, cl->user)) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "user \"%s\" is not allowed on the admin console (admin_users)", cl->user);
+		client_fatal(cl, "28000", msg);
+		return;
+	}
+	cl->auth_ok = true;
+	if (cl->auth) {
+		OPENSSL_cleanse(cl->auth, sizeof(*cl->auth));
+		free(cl->auth);
+		cl->auth = NULL;
+	}
+	struct pg_buf b;
+	pgb_init(&b);
+	pgb_auth(&b, PG_AUTH_OK, NULL, 0);
+	pgb_param_status(&b, "server_version", "15.0 (pgmedic " PGMEDIC_VERSION ")");
+	pgb_param_status(&b, "server_encoding", "UTF8");
+	pgb_param_status(&b, "client_encoding", cl->want[0] ? cl->want[0] : "UTF8");
+	pgb_param_status(&b, "DateStyle", "ISO, MDY");
+	pgb_param_status(&b, "TimeZone", "UTC");
+	pgb_param_status(&b, "integer_datetimes", "on");
+	pgb_param_status(&b, "standard_conforming_strings", "on");
+	pgb_param_status(&b, "application_name", cl->want[5] ? cl->want[5] : "");
+	pgb_backend_key(&b, cl->cancel_pid, cl->cancel_key);
+	pgb_ready(&b, 'I');
+	send_buf(cl, &b);
+	pgb_free(&b);
+	if (cl->state == CL_DEAD)
+		return;
+	list_del(&cl->node);
+	list_add_tail(&p->admin_clients, &cl->node);
+	cl->state = CL_IDLE;
+	CLOG(LOG_INFO, cl, "admin console login");
+	if (conn_in_avail(&cl->c))
+		client_process(cl);
+}
+
 static void auth_done(struct client *cl)
 {
 	struct proxy *p = cl->proxy;
+	if (cl->admin) {
+		admin_login_done(cl);
+		return;
+	}
 	const struct db_entry *db = config_find_db(p->cfg, cl->database);
 	if (!db) {
 		char msg[300];
@@ -564,6 +609,7 @@ static void handle_startup(struct client *cl, const uint8_t *pkt, uint32_t len)
 		client_fatal(cl, "28000", "pgmedic requires an encrypted connection (client_tls_sslmode)");
 		return;
 	}
+	cl->admin = admin_database(cl->database);
 	if (st.replication) {
 		client_fatal(cl, "08P01", "replication connections are not supported by pgmedic");
 		return;
@@ -800,6 +846,9 @@ static void check_drop_database(struct client *cl, const uint8_t *q, size_t len)
 /* Request accounting: what the pool needs to know to release the server. */
 static void account(struct client *cl, struct server *sv, uint8_t type)
 {
+	if (cl->pending_rfq == 0 && !cl->in_extended && (type == 'Q' || type == 'P' || type == 'B' || type == 'E' ||
+							 type == 'F' || type == 'S'))
+		cl->req_start_us = now_us();
 	switch (type) {
 	case 'Q':
 		cl->pending_rfq++;
@@ -837,6 +886,10 @@ void client_process(struct client *cl)
 	}
 	if (cl->state == CL_WELCOME || cl->state == CL_WAITING || cl->state == CL_DEAD)
 		return;
+	if (cl->admin) {
+		admin_process(cl);
+		return;
+	}
 	struct server *sv = cl->server;
 	if (sv && sv->state != SV_ACTIVE)
 		return; /* setup query in flight; resumed by client_linked */

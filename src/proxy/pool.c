@@ -11,6 +11,8 @@
 #include "core/log.h"
 #include "proxy/proxy.h"
 
+#define SERVER_LOGIN_RETRY 1.0 /* seconds between logins after one failed */
+
 static void cred_from_secret(struct upstream_cred *cr, const char *secret)
 {
 	switch (secret_kind_of(secret)) {
@@ -104,6 +106,7 @@ struct pool *pool_get(struct proxy *p, const char *database, const char *user, c
 	list_init(&pool->active_servers);
 	list_init(&pool->reset_servers);
 	pgb_init(&pool->welcome);
+	pool->paused = p->paused;
 	list_add_tail(&p->pools, &pool->node);
 	log_info("pool %s@%s created: upstream %s@%s at %s:%d, %s mode, pool_size %d", user, database,
 		 pool->up_user, pool->up_database, pool->host, pool->port, pool_mode_name(pool->mode),
@@ -200,7 +203,7 @@ static int pool_total_servers(const struct pool *pool)
 void pool_maybe_launch(struct pool *pool)
 {
 	struct proxy *p = pool->proxy;
-	if (p->shutting_down)
+	if (p->shutting_down || (pool->paused && pool->n_welcome == 0))
 		return;
 	for (;;) {
 		int total = pool_total_servers(pool);
@@ -211,9 +214,10 @@ void pool_maybe_launch(struct pool *pool)
 			    (pool->have_welcome && total < p->cfg->min_pool_size);
 		if (!need)
 			return;
-		/* After a failed login, wait a moment before hammering the server again,
-		 * unless a client is waiting for exactly this. */
-		if (pool->n_waiting == 0 && pool->n_welcome == 0 && now_sec() - pool->last_login_failure < 5.0)
+		/* After a failed login, wait before trying again: a refusing or restarting
+		 * server must not be hammered with a fork per attempt.  Clients that
+		 * nobody can serve meanwhile were told why (pool_login_failed). */
+		if (now_sec() - pool->last_login_failure < SERVER_LOGIN_RETRY)
 			return;
 		if (!server_launch(pool))
 			return;
@@ -252,7 +256,7 @@ void pool_server_ready(struct server *sv)
 		server_close(sv, "pool_size lowered");
 		return;
 	}
-	if (!list_empty(&pool->waiting_clients) && !p->shutting_down) {
+	if (!list_empty(&pool->waiting_clients) && !p->shutting_down && !pool->paused) {
 		/* FIFO: the longest waiter first.  link_pair moves both off their lists. */
 		struct client *cl = list_entry(pool->waiting_clients.next, struct client, node);
 		link_pair(sv, cl);
@@ -267,14 +271,15 @@ void pool_request_server(struct client *cl)
 	struct pool *pool = cl->pool;
 	cl->wait_start.tv_sec = 0; /* only a client that queues has waited */
 	/* Take an idle server only when nobody queued earlier (FIFO fairness). */
-	if (list_empty(&pool->waiting_clients) && !list_empty(&pool->idle_servers)) {
+	if (list_empty(&pool->waiting_clients) && !list_empty(&pool->idle_servers) && !pool->paused) {
 		struct server *sv = list_entry(pool->idle_servers.next, struct server, node);
 		link_pair(sv, cl);
 		return;
 	}
 	pool_client_move(cl, CL_WAITING);
 	clock_gettime(CLOCK_MONOTONIC, &cl->wait_start);
-	pool_maybe_launch(pool);
+	if (!pool->paused)
+		pool_maybe_launch(pool);
 }
 
 void pool_release_server(struct client *cl)
@@ -308,7 +313,9 @@ void pool_login_failed(struct pool *pool, const uint8_t *errmsg, size_t len)
 {
 	/* Clients still logging in get the server's own words (3D000, 28P01, ...).
 	 * Clients queued for a server get them too when no server is left to serve them. */
-	bool others = pool->n_idle_sv + pool->n_active_sv + pool->n_reset_sv > 0 || pool->n_login_sv > 1;
+	/* Only logged-in servers can serve the queue; other logins in flight are
+	 * likely to be refused the same way. */
+	bool others = pool->n_idle_sv + pool->n_active_sv + pool->n_reset_sv > 0;
 	struct list *lists[2] = {&pool->welcome_clients, &pool->waiting_clients};
 	for (int i = 0; i < 2; i++) {
 		if (i == 1 && others)
@@ -356,7 +363,8 @@ void pool_janitor(struct proxy *p)
 		list_for_each_safe(it, tmp, &pool->waiting_clients)
 		{
 			struct client *cl = list_entry(it, struct client, node);
-			if (cfg->query_wait_timeout > 0 && elapsed_since(&cl->wait_start) > cfg->query_wait_timeout) {
+			if (!pool->paused && cfg->query_wait_timeout > 0 &&
+			    elapsed_since(&cl->wait_start) > cfg->query_wait_timeout) {
 				char msg[200];
 				snprintf(msg, sizeof(msg),
 					 "query_wait_timeout: no server connection became free within %gs (pool_size %d)",

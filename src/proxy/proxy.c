@@ -18,6 +18,13 @@
 #include "net/tls.h"
 #include "proxy/proxy.h"
 
+uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 double now_sec(void)
 {
 	struct timespec ts;
@@ -159,12 +166,40 @@ static void shutdown_check(struct proxy *p)
 	}
 }
 
+/* PgBouncer's avg_* columns: rates over the last STATS_PERIOD seconds. */
+#define STATS_PERIOD 60.0
+static void stats_period(struct proxy *p)
+{
+	double now = now_sec();
+	double el = now - p->stats_period_start;
+	if (el < STATS_PERIOD)
+		return;
+	p->stats_period_start = now;
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		struct pool_stats *c = &pool->stats, *o = &pool->prev, *a = &pool->avg;
+		uint64_t dx = c->transactions - o->transactions, dq = c->queries - o->queries;
+		a->transactions = (uint64_t)((double)dx / el);
+		a->queries = (uint64_t)((double)dq / el);
+		a->bytes_in = (uint64_t)((double)(c->bytes_in - o->bytes_in) / el);
+		a->bytes_out = (uint64_t)((double)(c->bytes_out - o->bytes_out) / el);
+		a->xact_us = dx ? (c->xact_us - o->xact_us) / dx : 0;
+		a->query_us = dq ? (c->query_us - o->query_us) / dq : 0;
+		a->wait_us_total = (uint64_t)((double)(c->wait_us_total - o->wait_us_total) / el);
+		*o = *c;
+	}
+}
+
 static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *p = arg;
 	(void)fd;
 	(void)what;
 	pool_janitor(p);
+	stats_period(p);
+	admin_check_pause(p);
 	shutdown_check(p);
 }
 
@@ -205,6 +240,8 @@ int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int
 	list_init(&p->login_clients);
 	list_init(&p->dead_clients);
 	list_init(&p->dead_servers);
+	list_init(&p->admin_clients);
+	p->stats_period_start = now_sec();
 	if (cfg->auth_file && userlist_load(&p->users, cfg->auth_file, err, errlen) < 0)
 		return -1;
 	if (load_tls(p, cfg, &p->client_tls, &p->server_tls, err, errlen) < 0)

@@ -105,6 +105,9 @@ struct client {
 	uint32_t pending_rfq;       /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
 	bool in_extended;           /* extended-protocol messages since the last Sync */
 	bool close_after_release;   /* shutdown: close once its transaction is over */
+	bool admin;                 /* on the admin console (virtual database pgbouncer/pgmedic) */
+	bool admin_pause_wait;      /* PAUSE not answered yet */
+	uint64_t req_start_us, xact_start_us; /* for total_query_time / total_xact_time */
 	unsigned pinned;            /* transaction mode: session state (sql/session.h bits)
 				     * keeps this client on its server connection */
 	struct timespec wait_start;
@@ -149,6 +152,7 @@ struct upstream_cred {
 
 struct pool_stats {
 	uint64_t transactions, queries, bytes_in, bytes_out, server_errors;
+	uint64_t xact_us, query_us;  /* time in transactions / running requests (PgBouncer's sense) */
 	uint64_t wait_us_total, wait_us_max, waits;
 	uint64_t server_connects, server_login_failures;
 };
@@ -175,7 +179,10 @@ struct pool {
 	struct pg_buf welcome;       /* ParameterStatus messages of the first login */
 	char *defaults[PG_TRACKED_PARAMS];
 	double last_login_failure;
+	bool paused;                 /* admin PAUSE: no server is handed out */
 	struct pool_stats stats;
+	struct pool_stats avg;       /* per-second rates (times: per transaction/query) over the last period */
+	struct pool_stats prev;      /* stats at the start of the period */
 };
 
 struct scram_cache {
@@ -197,6 +204,9 @@ struct proxy {
 	struct event *janitor, *reaper, *sig_hup, *sig_term, *sig_int;
 	struct list pools;
 	struct list all_clients, login_clients, dead_clients, dead_servers;
+	struct list admin_clients;       /* logged in to the admin console */
+	bool paused;
+	double stats_period_start;
 	int n_clients;
 	uint64_t next_id;
 	uint64_t client_connections_total, client_login_failures, server_connections_total;
@@ -212,6 +222,7 @@ struct proxy {
 };
 
 double now_sec(void);
+uint64_t now_us(void);
 /* Unpredictable bytes (BackendKeyData): drawn from OpenSSL in 4 KiB batches, since
  * every RAND_bytes call costs a getpid() system call. */
 void proxy_random(struct proxy *p, void *out, size_t n);
@@ -254,6 +265,13 @@ bool server_needs_setup(struct server *sv, struct client *cl);
 void server_begin_setup(struct server *sv, struct client *cl, bool check);
 void server_begin_reset(struct server *sv);
 void server_process(struct server *sv);
+
+/* admin.c */
+bool admin_database(const char *db);
+bool admin_user_allowed(const struct proxy *p, const char *user);
+void admin_process(struct client *cl);
+void admin_query(struct client *cl, const char *sql);
+void admin_check_pause(struct proxy *p);
 
 /* cancel.c */
 void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key);

@@ -839,9 +839,23 @@ void server_process(struct server *sv)
 			struct client *cl = sv->client;
 			pos += total;
 			if (type == 'Z') {
+				char before = sv->tx_status;
 				sv->tx_status = blen >= 1 ? (char)body[0] : 'I';
 				if (cl && cl->pending_rfq)
 					cl->pending_rfq--;
+				if (cl && cl->pending_rfq == 0 && cl->req_start_us) {
+					/* PgBouncer's total_query_time and total_xact_time. */
+					uint64_t now = now_us();
+					sv->pool->stats.query_us += now - cl->req_start_us;
+					if (before == 'I' && sv->tx_status != 'I')
+						cl->xact_start_us = cl->req_start_us;
+					else if (sv->tx_status == 'I') {
+						uint64_t from = cl->xact_start_us ? cl->xact_start_us : cl->req_start_us;
+						sv->pool->stats.xact_us += now - from;
+						cl->xact_start_us = 0;
+					}
+					cl->req_start_us = 0;
+				}
 				if (sv->tx_status == 'I' && sv->work_since_rfq) {
 					sv->pool->stats.transactions++;
 					sv->work_since_rfq = false;

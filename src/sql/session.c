@@ -216,3 +216,32 @@ const char *sess_state_name(unsigned bits)
 			return names[i];
 	return "none";
 }
+
+size_t sql_words(const char *q, size_t len, char words[][64], size_t max)
+{
+	struct scan s = {q, len, 0};
+	struct tok t;
+	size_t n = 0;
+	while (n < max && next_tok(&s, &t)) {
+		if (is_semi(&t))
+			break;
+		size_t o = 0;
+		if (t.word) {
+			for (size_t i = 0; i < t.n && o + 1 < 64; i++)
+				words[n][o++] = (char)tolower((unsigned char)t.p[i]);
+		} else if (t.n >= 2 && (t.p[0] == '"' || t.p[0] == '\'')) {
+			/* Quoted: verbatim, doubled quotes undone. */
+			for (size_t i = 1; i + 1 < t.n && o + 1 < 64; i++) {
+				words[n][o++] = t.p[i];
+				if (t.p[i] == t.p[0] && i + 2 < t.n && t.p[i + 1] == t.p[0])
+					i++;
+			}
+		} else {
+			for (size_t i = 0; i < t.n && o + 1 < 64; i++)
+				words[n][o++] = t.p[i];
+		}
+		words[n][o] = 0;
+		n++;
+	}
+	return n;
+}

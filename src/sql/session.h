@@ -22,4 +22,9 @@ unsigned sql_session_state(const char *q, size_t len);
 /* Short human name of the lowest bit set ("SET", "LISTEN", ...). */
 const char *sess_state_name(unsigned bits);
 
+/* The tokens of the first statement of q (up to max): words lower-cased, quoted
+ * strings and identifiers unquoted, other symbols as they are.  For the admin
+ * console's verbs (RELOAD, PAUSE db, ...), which are not SQL. */
+size_t sql_words(const char *q, size_t len, char words[][64], size_t max);
+
 #endif
