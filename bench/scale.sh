@@ -92,7 +92,7 @@ rm -rf "$LOGDIR" "$REPORT"
 mkdir -p "$LOGDIR/raw"
 PG_STARTED=0
 PGMEDIC_PID=""
-HOLDER_PID=""
+HOLDER_JOB=""
 
 stop_pid() {    # stop_pid PID NAME: SIGTERM, SIGKILL after 15 s; returns the exit status
     local pid=$1 name=$2 _ st=0
@@ -115,7 +115,7 @@ cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM ERR
-    if [ -n "$HOLDER_PID" ]; then kill -TERM "$HOLDER_PID" 2>/dev/null; wait "$HOLDER_PID" 2>/dev/null; fi
+    if [ -n "$HOLDER_JOB" ]; then kill -TERM "$HOLDER_JOB" 2>/dev/null; wait "$HOLDER_JOB" 2>/dev/null; fi
     if [ -n "$PGMEDIC_PID" ]; then stop_pid "$PGMEDIC_PID" pgmedic; fi
     if [ "$PG_STARTED" = 1 ]; then
         cp "$TMP/pg/postgres.log" "$LOGDIR/postgres.log" 2>/dev/null
@@ -153,8 +153,9 @@ wait_listening() {  # wait_listening PORT PID NAME
 
 psql_direct() { "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
-rss_kib() {     # pgmedic's VmRSS in KiB
-    awk '/^VmRSS:/ { print $2; found = 1 } END { exit !found }' "/proc/$PGMEDIC_PID/status" 2>/dev/null \
+mem_kib() {     # "VMRSS VMDATA": pgmedic's resident memory and data segment size, in KiB
+    awk '/^VmRSS:/ { rss = $2 } /^VmData:/ { data = $2 } END { if (rss == "") exit 1; print rss, data }' \
+        "/proc/$PGMEDIC_PID/status" 2>/dev/null \
         || die "pgmedic (pid $PGMEDIC_PID) is not running any more; see $LOGDIR/pgmedic.log"
 }
 
@@ -172,7 +173,7 @@ EOF
 # --- idle_clients.py, as a coprocess ----------------------------------------------------
 holder() {      # holder COMMAND...: send one command, set REPLY to its answer; fails on "error"
     REPLY=""
-    if [ -z "$HOLDER_PID" ] || ! kill -0 "$HOLDER_PID" 2>/dev/null; then
+    if [ -z "$HOLDER_JOB" ] || ! kill -0 "$HOLDER_JOB" 2>/dev/null; then
         REPLY="error idle_clients.py is not running"
         return 1
     fi
@@ -222,7 +223,10 @@ say "pgmedic log: ${PGMEDIC_FD_LOG:-(nothing about the open file limit)}"
 
 coproc HOLDER { exec "$PY" "$ROOT/bench/idle_clients.py" 127.0.0.1 "$MPORT" "$DB" postgres \
     --window "$BATCH" --timeout 60 2>>"$LOGDIR/idle_clients.log"; }
-# (bash sets HOLDER_PID.) Copies of the coprocess's descriptors: bash unsets HOLDER when the coprocess exits.
+# Copies of the coprocess's pid and descriptors: bash unsets HOLDER and HOLDER_PID when the
+# coprocess exits.
+# shellcheck disable=SC2153  # HOLDER_PID is set by coproc
+HOLDER_JOB=$HOLDER_PID
 exec {HOLDER_IN}>&"${HOLDER[1]}" {HOLDER_OUT}<&"${HOLDER[0]}"
 
 # --- runs -----------------------------------------------------------------------------
@@ -230,7 +234,7 @@ START_DATE=$(date '+%Y-%m-%d %H:%M %Z')
 FAILS=0
 fail() { FAILS=$((FAILS + 1)); printf 'scale: FAILED: %s\n' "$*" | tee -a "$LOGDIR/failures.txt" >&2; }
 printf 'round\tphase\tstatus\texit\ttps\tlat_ms\tidle_held\tlog\n' >"$LOGDIR/runs.tsv"
-printf 'round\tidle_clients\trss_kib\tpgmedic_clients\tpgmedic_servers\tlogin_s\n' >"$LOGDIR/rss.tsv"
+printf 'round\tidle_clients\trss_kib\tdata_kib\tpgmedic_clients\tpgmedic_servers\tlogin_s\n' >"$LOGDIR/rss.tsv"
 
 pgbench_run() {  # pgbench_run ROUND PHASE HELD: one measured pgbench -S run through pgmedic
     local round=$1 phase=$2 held=$3 log st=0 status tps lat
@@ -250,10 +254,12 @@ pgbench_run() {  # pgbench_run ROUND PHASE HELD: one measured pgbench -S run thr
 }
 
 rss_point() {   # rss_point ROUND IDLE LOGIN_SECONDS: record pgmedic's RSS and its client count
-    local rss counts
-    rss=$(rss_kib)
+    local mem rss counts
+    mem=$(mem_kib)
+    rss=${mem% *}
     counts=$(metrics_counts)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "${counts% *}" "${counts#* }" "$3" >>"$LOGDIR/rss.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "${mem#* }" "${counts% *}" "${counts#* }" "$3" \
+        >>"$LOGDIR/rss.tsv"
     local want=$2 label="$2 idle clients"
     [ "$2" != closed ] || want=0 label="idle clients closed"
     printf '   round %d  %-20s pgmedic VmRSS %s KiB (pgmedic counts %s clients, %s server connections)\n' \
@@ -313,8 +319,8 @@ else
 fi
 echo "   query through pgmedic: $END_QUERY"
 holder quit || true
-wait "$HOLDER_PID" 2>/dev/null || true
-HOLDER_PID=""
+wait "$HOLDER_JOB" 2>/dev/null || true
+HOLDER_JOB=""
 "$PY" - "http://127.0.0.1:$HPORT/metrics" "$LOGDIR/pgmedic-metrics.txt" <<'EOF' || warn "could not fetch pgmedic /metrics (ignored)"
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
@@ -374,13 +380,16 @@ def num_or(v, fmt="%.0f"):
 
 # pgmedic VmRSS by round and number of idle clients
 rss = {}
+data = {}
 login_s = {}
 for r in rows("rss.tsv"):
     rss[(int(r["round"]), r["idle_clients"])] = int(r["rss_kib"])
+    if r["data_kib"].isdigit():
+        data[(int(r["round"]), r["idle_clients"])] = int(r["data_kib"])
     if r["login_s"]:
         login_s.setdefault(int(r["round"]), []).append(float(r["login_s"]))
-def per_client(rnd, n):
-    a, b = rss.get((rnd, "0")), rss.get((rnd, str(n)))
+def per_client(rnd, n, mem=rss):
+    a, b = mem.get((rnd, "0")), mem.get((rnd, str(n)))
     return (b - a) / n if a is not None and b is not None else None
 
 runs = [r for r in rows("runs.tsv")]
@@ -446,6 +455,13 @@ if rounds > 1:
     md.append("Rounds after the first start from the first round's high-water mark: memory freed when "
               "idle clients close is kept by the allocator and reused, so their per-client growth shows "
               "reuse (about 0: no growth across rounds), not the cost of a client.")
+    md.append("")
+dpc = per_client(1, rss_at, data), per_client(1, idle, data)
+if dpc[0] is not None:
+    md.append("Allocated, touched or not (VmData, the data segment and anonymous mappings), round 1: "
+              "%.2f KiB per idle client at %s, %.2f KiB at %s. RSS counts only the pages written to; "
+              "a buffer reserved per client but never filled shows here and not in RSS."
+              % (dpc[0], num(rss_at), dpc[1] if dpc[1] is not None else float("nan"), num(idle)))
     md.append("")
 peak = F["PEAK_KIB"]
 md.append("Peak VmRSS (VmHWM): %s KiB. %s." % (num(int(peak)) if peak.isdigit() else peak,

@@ -51,7 +51,7 @@ if [ -z "${SOAK_BASELINE:-}" ]; then
     [ "$SOAK_BASELINE" -le 120 ] || SOAK_BASELINE=120
 fi
 case $SOAK_BASELINE in ''|*[!0-9]*) die "SOAK_BASELINE must be a number of seconds (got '$SOAK_BASELINE')" ;; esac
-[ "$SOAK_BASELINE" -lt "$DURATION" ] || die "SOAK_BASELINE ($SOAK_BASELINE s) must be shorter than the run ($DURATION s)"
+[ "$SOAK_BASELINE" -lt $((DURATION - 3)) ] || die "SOAK_BASELINE ($SOAK_BASELINE s) must end before the last sample ($((DURATION - 3)) s)"
 [ -x "$PGMEDIC_BIN" ]   || die "pgmedic binary not found at $PGMEDIC_BIN (run 'make' or set PGMEDIC_BIN)"
 [ -x "$PGBIN/pgbench" ] || die "pgbench not found in $PGBIN (install postgresql-15)"
 [ -x "$PY" ]            || die "$PY is required"
@@ -182,11 +182,13 @@ T0=${EPOCHREALTIME/./}      # µs
 DEAD=0
 i=1
 t=0
-# Samples at 10 s, 20 s, ... and a last one 1 s before the end of the run (pgbench's -T clock
-# starts after its clients have connected, so it is still running then).
-while [ "$t" -lt $((DURATION - 1)) ] && kill -0 "$PGBENCH_PID" 2>/dev/null; do
+# Samples at 10 s, 20 s, ... and a last one 3 s before the end of the run, while pgbench's
+# clients are all still at work (a sample, with its /metrics request, takes a moment on a busy
+# machine).
+LAST=$((DURATION - 3))
+while [ "$t" -lt "$LAST" ] && kill -0 "$PGBENCH_PID" 2>/dev/null; do
     t=$((i * SAMPLE_EVERY))
-    [ "$t" -lt "$DURATION" ] || t=$((DURATION - 1))
+    [ "$t" -lt "$LAST" ] || t=$LAST
     while kill -0 "$PGBENCH_PID" 2>/dev/null && [ $(( ${EPOCHREALTIME/./} - T0 )) -lt $((t * 1000000)) ]; do
         sleep 0.2
     done
@@ -196,7 +198,7 @@ while [ "$t" -lt $((DURATION - 1)) ] && kill -0 "$PGBENCH_PID" 2>/dev/null; do
         warn "pgmedic died after about $t s; see $LOGDIR/pgmedic.log"
         break
     fi
-    if [ $((t % 60)) = 0 ] || [ "$t" = $((DURATION - 1)) ]; then
+    if [ $((t % 60)) = 0 ] || [ "$t" = "$LAST" ]; then
         printf '   %3d s  pgmedic VmRSS %s KiB  %s\n' "$t" "$(tail -n 1 "$RSS_TSV" | cut -f2)" \
             "$(grep '^progress:' "$LOGDIR/pgbench.log" | tail -n 1)"
     fi
@@ -209,13 +211,13 @@ sleep 1
 sample after || DEAD=1
 
 # --- end --------------------------------------------------------------------------------
-"$PY" - "http://127.0.0.1:$HPORT/metrics" "$LOGDIR/pgmedic-metrics.txt" <<'EOF' || warn "could not fetch pgmedic /metrics (ignored)"
+PGMEDIC_EXIT=died
+if [ "$DEAD" = 0 ]; then
+    "$PY" - "http://127.0.0.1:$HPORT/metrics" "$LOGDIR/pgmedic-metrics.txt" <<'EOF' || warn "could not fetch pgmedic /metrics (ignored)"
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
     open(sys.argv[2], "wb").write(r.read())
 EOF
-PGMEDIC_EXIT=dead
-if [ "$DEAD" = 0 ]; then
     st=0
     stop_pid "$PGMEDIC_PID" pgmedic || st=$?
     PGMEDIC_EXIT=$st
@@ -232,12 +234,12 @@ rc=0
 PYTHONIOENCODING=utf-8 "$PY" - "$LOGDIR/pgbench.log" "$RSS_TSV" "$REPORT" "$SOAK_BASELINE" "$MAX_GROWTH_PCT" \
     "$PGBENCH_ST" "$PGMEDIC_EXIT" "$LOG_WARNINGS" "$LOG_WARN_SAMPLE" "$PGMEDIC_VER" "$(ver "$PGBIN/postgres")" \
     "$(nproc) CPU(s), ${cpu_model:-$(uname -m)}" "$START_DATE" "$SOAK_MINUTES" "$CLIENTS" "$JOBS" "$POOL_SIZE" \
-    "$SCALE" "$PG_MAX_CONN" "${PGBENCH_ARGS[*]}" <<'EOF' || rc=$?
+    "$SCALE" "$PG_MAX_CONN" "${PGBENCH_ARGS[*]}" "$LAST" <<'EOF' || rc=$?
 import re, sys
 
 (log, tsv, report, baseline, max_growth, pgbench_st, pgmedic_exit, warnings, warn_sample, ver, pgver,
- machine, date, minutes, clients, jobs, pool, scale, pgmax, pgbench_args) = sys.argv[1:]
-baseline, max_growth = int(baseline), float(max_growth)
+ machine, date, minutes, clients, jobs, pool, scale, pgmax, pgbench_args, last) = sys.argv[1:]
+baseline, max_growth, last = int(baseline), float(max_growth), int(last)
 text = open(log, errors="replace").read()
 
 def grab(pattern, conv=int):
@@ -269,11 +271,14 @@ during = [(int(t), rss) for t, rss, _, _ in samples if t.isdigit()]
 base = next(((t, r) for t, r in during if t >= baseline), None)
 end = during[-1] if during else None
 after = next((r for t, r, _, _ in samples if t == "after"), None)
-growth = (end[1] - base[1]) * 100.0 / base[1] if base and end and end[0] > base[0] else None
+# growth only over a complete run: from the baseline sample to the one planned for the end
+growth = (end[1] - base[1]) * 100.0 / base[1] if base and end and end[0] >= last else None
 peak = max((r for t, r in during if base and t >= base[0]), default=None)
 servers = [int(s) for _, _, _, s in samples if s.isdigit()]
 
 ok_errors = errors == 0 and pgmedic_exit in ("0", "143")
+pgmedic_end = ("pgmedic died during the run" if pgmedic_exit == "died"
+               else "pgmedic exit status on SIGTERM %s" % pgmedic_exit)
 ok_growth = growth is not None and growth < max_growth
 def num(n):
     return "{:,}".format(n) if n is not None else "n/a"
@@ -285,15 +290,17 @@ md.append("pgbench %s (scale %s) through pgmedic in transaction mode, pool %s; P
           % (pgbench_args, scale, pool, pgmax))
 md.append("")
 md.append("- **Errors: %s** (failed transactions %s, aborted clients %d, pgbench exit status %s, "
-          "pgmedic exit status on SIGTERM %s) -- %s." % (
-              errors, num(failed), aborted, pgbench_st, pgmedic_exit, "PASS" if ok_errors else "FAIL"))
+          "%s) -- %s." % (
+              errors, num(failed), aborted, pgbench_st, pgmedic_end, "PASS" if ok_errors else "FAIL"))
 if growth is not None:
     md.append("- **RSS growth %.2f %%** between %d s (%s KiB) and the end, %d s (%s KiB); limit %g %% -- %s. "
               "Highest sample from %d s on: %s KiB; after pgbench finished: %s KiB." % (
                   growth, base[0], num(base[1]), end[0], num(end[1]), max_growth,
                   "PASS" if ok_growth else "FAIL", base[0], num(peak), num(after)))
+    md[-1] = md[-1].replace("n/a KiB", "n/a")
 else:
-    md.append("- **RSS growth: n/a** (no sample at or after %d s before the end of the run) -- FAIL" % baseline)
+    md.append("- **RSS growth: n/a** (the samples do not cover %d s to %d s: %s) -- FAIL" % (
+        baseline, last, "the run stopped after %d s" % end[0] if end else "no sample"))
 md.append("- Transactions: %s processed, %s tps, latency average %s ms%s." % (
     num(processed), "%.0f" % tps if tps else "n/a", lat if lat else "n/a",
     " (" + ", ".join("%s: %s" % (n, num(int(c))) for n, c in scripts) + ")" if scripts else ""))

@@ -197,6 +197,11 @@ void client_close(struct client *cl, const char *reason)
 	else
 		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing: %s", reason);
 	client_unlink_server(cl);
+	if (cl->pinned) {
+		/* Its server went first (or it had none): the pin ends with the client. */
+		cl->pinned = 0;
+		p->n_pinned--;
+	}
 	/* Last chance for queued output (an ErrorResponse explaining the close). */
 	if (conn_out_pending(&cl->c) && !cl->c.tls_handshaking)
 		(void)conn_flush(&cl->c);
@@ -401,6 +406,8 @@ static void auth_done(struct client *cl)
 	if (pool->have_welcome) {
 		client_finish_welcome(cl); /* AuthenticationOk and welcome in one write */
 	} else {
+		if (pool_refuse_failing(pool, cl))
+			return;
 		struct pg_buf b;
 		pgb_init(&b);
 		pgb_auth(&b, PG_AUTH_OK, NULL, 0);
@@ -815,9 +822,20 @@ static void check_session_state(struct client *cl, const uint8_t *q, size_t len)
 		if (newbits & (1u << i))
 			cl->proxy->pins_total[i]++;
 	if (!cl->pinned) {
+		/* The statement, on one line, cut at a character boundary. */
+		char shown[104];
+		size_t n = 0;
+		for (size_t i = 0; i < len && q[i] && n < 100; i++)
+			shown[n++] = (q[i] == '\n' || q[i] == '\r' || q[i] == '\t') ? ' ' : (char)q[i];
+		while (n > 0 && ((unsigned char)shown[n - 1] & 0xC0) == 0x80)
+			n--;
+		if (n > 0 && ((unsigned char)shown[n - 1] & 0xC0) == 0xC0)
+			n--;
+		shown[n] = 0;
 		cl->proxy->n_pinned++;
-		CLOG(LOG_INFO, cl, "pinned to server connection S-%llu until it disconnects or runs DISCARD ALL: %s in \"%.100s\"",
-		     cl->server ? (unsigned long long)cl->server->id : 0ULL, sess_state_name(newbits), (const char *)q);
+		CLOG(LOG_INFO, cl, "pinned to server connection S-%llu until it disconnects or runs DISCARD ALL: %s in \"%s%s\"",
+		     cl->server ? (unsigned long long)cl->server->id : 0ULL, sess_state_name(newbits), shown,
+		     n < len && q[n] ? "..." : "");
 	}
 	cl->pinned |= bits;
 }
@@ -935,12 +953,29 @@ void client_process(struct client *cl)
 			return;
 		}
 		size_t total = (size_t)len + 1;
+		/* Session state matters in transaction mode whether or not statement names
+		 * are mapped. */
+		bool txmode = cl->pool->mode == POOL_TRANSACTION;
 		if (type == 'Q' && avail - pos >= total) {
 			check_drop_database(cl, d + pos + 5, len - 4);
-			if (track)
+			if (txmode)
 				check_session_state(cl, d + pos + 5, len - 4);
+		} else if (type == 'Q' && txmode && total <= (1u << 20)) {
+			/* Read it whole (up to 1 MiB) to look for session state first. */
+			if (conn_in_reserve(&cl->c, pos + total, (1u << 20) + 4096) < 0) {
+				client_fatal(cl, "53200", "out of memory");
+				return;
+			}
+			break;
 		}
-		if (track && type == 'P' && avail - pos >= total) {
+		if (txmode && type == 'P' && avail - pos < total && total <= PREP_MSG_MAX) {
+			if (conn_in_reserve(&cl->c, pos + total, PREP_MSG_MAX + 4096) < 0) {
+				client_fatal(cl, "53200", "out of memory");
+				return;
+			}
+			break;
+		}
+		if (txmode && type == 'P' && avail - pos >= total) {
 			/* The statement text follows the statement name. */
 			const uint8_t *nm = memchr(d + pos + 5, 0, len - 4);
 			if (nm && (size_t)(nm + 1 - (d + pos + 5)) < len - 4)

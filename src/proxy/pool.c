@@ -276,6 +276,8 @@ void pool_request_server(struct client *cl)
 		link_pair(sv, cl);
 		return;
 	}
+	if (pool_refuse_failing(pool, cl))
+		return;
 	pool_client_move(cl, CL_WAITING);
 	clock_gettime(CLOCK_MONOTONIC, &cl->wait_start);
 	if (!pool->paused)
@@ -330,6 +332,22 @@ void pool_login_failed(struct pool *pool, const uint8_t *errmsg, size_t len)
 	}
 	if (!pool->have_welcome)
 		pgb_reset(&pool->welcome);
+	/* Kept for clients that come during the retry back-off (pool_refuse_failing). */
+	pgb_reset(&pool->last_error);
+	pgb_raw(&pool->last_error, errmsg, len);
+}
+
+bool pool_refuse_failing(struct pool *pool, struct client *cl)
+{
+	bool live = pool->n_idle_sv + pool->n_active_sv + pool->n_reset_sv > 0;
+	if (live || pool->n_login_sv > 0 || pool->last_error.len == 0 || pool->last_error.failed ||
+	    now_sec() - pool->last_login_failure >= SERVER_LOGIN_RETRY)
+		return false;
+	/* Logins to this server are failing right now and nothing could serve this
+	 * client: say why at once (as PgBouncer's server_login_retry does). */
+	(void)conn_send(&cl->c, pool->last_error.data, pool->last_error.len);
+	client_close(cl, "server login failing (retrying after a pause)");
+	return true;
 }
 
 static double elapsed_since(const struct timespec *t)

@@ -512,8 +512,6 @@ enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8
 	}
 	if (type == 'C' && (tag_is(body, blen, "DISCARD ALL") || tag_is(body, blen, "DEALLOCATE ALL")))
 		reset_all(cl, sv); /* the server confirmed it: extended or simple protocol */
-	if (type == 'C' && cl->pinned && tag_is(body, blen, "DISCARD ALL"))
-		client_unpin(cl, "DISCARD ALL"); /* every kind of session state is gone */
 	if (type == 'E') {
 		if (e->kind == PQ_QUERY || e->kind == PQ_SYNC)
 			return PREP_FORWARD; /* ReadyForQuery still follows */

@@ -424,6 +424,7 @@ void proxy_free(struct proxy *p)
 		for (int i = 0; i < PG_TRACKED_PARAMS; i++)
 			free(pool->defaults[i]);
 		pgb_free(&pool->welcome);
+		pgb_free(&pool->last_error);
 		free(pool);
 	}
 	if (p->listener)

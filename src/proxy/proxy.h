@@ -179,6 +179,7 @@ struct pool {
 	struct pg_buf welcome;       /* ParameterStatus messages of the first login */
 	char *defaults[PG_TRACKED_PARAMS];
 	double last_login_failure;
+	struct pg_buf last_error;    /* ErrorResponse of the last failed login */
 	bool paused;                 /* admin PAUSE: no server is handed out */
 	struct pool_stats stats;
 	struct pool_stats avg;       /* per-second rates (times: per transaction/query) over the last period */
@@ -247,6 +248,7 @@ void pool_welcome_ready(struct pool *pool);
 void pool_login_failed(struct pool *pool, const uint8_t *errmsg, size_t len);
 void pool_janitor(struct proxy *p);
 void pool_maybe_launch(struct pool *pool);
+bool pool_refuse_failing(struct pool *pool, struct client *cl);
 
 /* client.c */
 void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen);

@@ -786,8 +786,9 @@ void server_process(struct server *sv)
 		struct client *tcl = sv->state == SV_ACTIVE && sv->client && sv->client->prep.qlen ? sv->client : NULL;
 		/* With expectations queued, ParseComplete/CloseComplete may have to be
 		 * dropped and CommandComplete tags (DISCARD ALL) read. */
+		bool pinned = sv->state == SV_ACTIVE && sv->client && sv->client->pinned;
 		bool inspect = sv->state != SV_ACTIVE || type == 'Z' || type == 'S' || type == 'E' ||
-			       (tcl && (type == '1' || type == '3' || type == 'C'));
+			       (tcl && (type == '1' || type == '3' || type == 'C')) || (pinned && type == 'C');
 		bool stream = false;
 		if (!whole) {
 			if (inspect && total <= SERVER_WHOLE_MAX) {
@@ -871,6 +872,8 @@ void server_process(struct server *sv)
 						client_process(cl);
 					return;
 				}
+			} else if (type == 'C' && cl && cl->pinned && blen == 12 && memcmp(body, "DISCARD ALL", 12) == 0) {
+				client_unpin(cl, "DISCARD ALL"); /* every kind of session state is gone */
 			} else if (type == 'S') {
 				handle_param_status(sv, body, blen);
 			} else if (type == 'E') {

@@ -157,6 +157,9 @@ static unsigned statement(struct scan *s, struct tok *t)
 		} else if (!(a.word && reported_param(&a))) {
 			bits |= SESS_SET;
 		}
+	} else if (is_kw(t, "do")) {
+		/* An anonymous block can do anything (SET, locks): assume it does. */
+		bits |= SESS_SET;
 	} else if (is_kw(t, "listen")) {
 		bits |= SESS_LISTEN;
 	} else if (is_kw(t, "prepare")) {
@@ -190,6 +193,10 @@ static unsigned statement(struct scan *s, struct tok *t)
 		    (is_kw(&a, "pg_advisory_lock") || is_kw(&a, "pg_advisory_lock_shared") ||
 		     is_kw(&a, "pg_try_advisory_lock") || is_kw(&a, "pg_try_advisory_lock_shared")))
 			bits |= SESS_ADVISORY;
+		/* set_config(name, value, is_local): whether is_local is false is not
+		 * worth evaluating here; pin. */
+		if (is_kw(&a, "set_config"))
+			bits |= SESS_SET;
 	}
 	return bits;
 }

@@ -45,6 +45,8 @@ static void test_other_statements(void **state)
 	assert_int_equal(st("SELECT pg_advisory_xact_lock(42)"), 0);
 	assert_int_equal(st("SELECT pg_advisory_unlock(42)"), 0);
 	assert_int_equal(st("SELECT * FROM t WHERE a = 1"), 0);
+	assert_int_equal(st("SELECT set_config('search_path', 'x', false)"), SESS_SET);
+	assert_int_equal(st("DO $$ BEGIN PERFORM 1; END $$"), SESS_SET);
 	assert_int_equal(st(""), 0);
 }
 
