@@ -292,8 +292,8 @@ for round in $(seq "$ROUNDS"); do
     rss_point "$round" 0 ""
     if [ "$RSS_AT" -lt "$IDLE_CLIENTS" ]; then open_idle "$round" "$RSS_AT"; fi
     open_idle "$round" "$IDLE_CLIENTS"
-    holder count || true
-    held=${REPLY#ok }
+    held=0
+    if holder count; then held=${REPLY#ok }; fi
     pgbench_run "$round" with "$held"
     # Health just before closing: every idle client still open, a few of them still usable.
     if holder check 10; then

@@ -934,6 +934,19 @@ void client_process(struct client *cl)
 			client_fatal(cl, "08P01", "invalid message length from client");
 			return;
 		}
+		if (!strchr("QPBDESHCFXdcf", type) || type == 0) {
+			/* PostgreSQL would end the session with exactly this; answering here
+			 * keeps a pooled server connection from being killed by one client. */
+			char msg[80];
+			snprintf(msg, sizeof(msg), "invalid frontend message type %d", type);
+			cl->proxy->bad_packets++;
+			if (staged)
+				break; /* flush what came before; seen again next time */
+			if (sv && !forward_range(cl, pos))
+				return;
+			client_fatal(cl, "08P01", msg);
+			return;
+		}
 		if (type == 'X') {
 			if (sv && staged)
 				break; /* sent below; the Terminate is seen again next time */
@@ -1052,9 +1065,10 @@ void client_process(struct client *cl)
 	}
 	if (track && prep_synth_due(cl))
 		prep_drain_synth(cl);
-	/* A Terminate left behind a staged batch. */
-	if (staged && cl->state != CL_DEAD && conn_in_avail(&cl->c) >= 5 && conn_in_data(&cl->c)[0] == 'X' &&
-	    !cl->stream_left)
+	/* A Terminate or a bad message left behind a staged batch. */
+	if (staged && cl->state != CL_DEAD && conn_in_avail(&cl->c) >= 5 && !cl->stream_left &&
+	    (conn_in_data(&cl->c)[0] == 'X' || !strchr("QPBDESHCFXdcf", conn_in_data(&cl->c)[0]) ||
+	     conn_in_data(&cl->c)[0] == 0))
 		client_process(cl);
 }
 

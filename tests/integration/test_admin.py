@@ -460,6 +460,9 @@ def test_clients_and_servers_lists(pg, pgmedic):
         assert (s["user"], s["database"], s["addr"], s["port"]) == (SUPERUSER, DB, "127.0.0.1", pg.port), s
     pids = backend_pids(pg, DB)
     assert {s["remote_pid"] for s in servers} <= pids, (servers, pids)
+    star = one(show(adm, "DATABASES"), name="*")
+    assert (star["host"], star["port"], star["pool_size"]) == ("127.0.0.1", pg.port, 2), star
+    assert star["current_connections"] == len(servers), (star, servers)
     sa = one(servers, ptr=ra["link"])
     assert sa["remote_pid"] == pid_a, (sa, pid_a)
     assert sa["link"] == ra["ptr"] and sa["state"] == "active", (sa, ra)
@@ -583,6 +586,8 @@ def test_pause_and_resume_one_database(pg, pgmedic):
 
     dbs = {r["name"]: r for r in show(adm, "DATABASES")}
     assert dbs[db1]["paused"] == 1 and dbs[db2]["paused"] == 0, dbs
+    for name in (db1, db2):
+        assert (dbs[name]["host"], dbs[name]["port"], dbs[name]["database"]) == ("127.0.0.1", pg.port, name), dbs
     q1 = Background(lambda: run(c1, "SELECT 'db1'"))
     time.sleep(0.5)
     assert not q1.done.is_set(), f"query on paused {db1} ran: {q1.result!r} {q1.error!r}"
@@ -594,6 +599,66 @@ def test_pause_and_resume_one_database(pg, pgmedic):
     dbs = {r["name"]: r for r in show(adm, "DATABASES")}
     assert dbs[db1]["paused"] == 0 and dbs[db2]["paused"] == 0, dbs
     adm2.close()
+
+
+def read_until_ready(raw, count, timeout, msgs=None):
+    """Backend messages up to and including the count-th ReadyForQuery (appended
+    to msgs as they come, so a caller sees what arrived before a timeout)."""
+    raw.sock.settimeout(timeout)
+    msgs = [] if msgs is None else msgs
+    while sum(1 for k, _ in msgs if k == b"Z") < count:
+        msgs.append(raw.read_msg())
+    return msgs
+
+
+@pytest.mark.timeout_s(60)
+def test_pause_pipelined_command_is_answered(pgmedic):
+    """A command queued behind a waiting PAUSE runs once PAUSE answers."""
+    px = pgmedic(pool_mode="transaction", pool_size=2)
+    a = client(px)
+    run(a, "BEGIN")
+    run(a, "SELECT 1")
+    with pgwire.RawConn("127.0.0.1", px.port) as raw:
+        raw.startup(SUPERUSER, "pgbouncer")
+        raw.send(pgwire.query_message("PAUSE") + pgwire.query_message("SHOW VERSION"))
+        time.sleep(0.4)
+        run(a, "COMMIT")
+        msgs = []
+        try:
+            read_until_ready(raw, 2, timeout=3, msgs=msgs)
+        except socket.timeout:
+            pytest.fail(f"PAUSE, SHOW VERSION pipelined: after the commit only {msgs} arrived within 3 s")
+        tags = [p.rstrip(b"\0").decode() for k, p in msgs if k == b"C"]
+        assert tags == ["PAUSE", "SHOW"], msgs
+        raw.send(pgwire.query_message("RESUME"))
+        assert [k for k, _ in read_until_ready(raw, 1, timeout=3)] == [b"C", b"Z"]
+    assert run(a, "SELECT 1") == [(1,)]
+
+
+@pytest.mark.timeout_s(60)
+def test_admin_leaving_while_pause_waits(pgmedic):
+    """The admin that sent PAUSE disconnects before it answers: pgmedic stays up, the
+    pause stays in force (as the operator asked) and another admin can RESUME."""
+    px = pgmedic(pool_mode="transaction", pool_size=2)
+    a, b = client(px), client(px)
+    run(b, "SELECT 1")
+    run(a, "BEGIN")
+    run(a, "SELECT 1")
+    with pgwire.RawConn("127.0.0.1", px.port) as raw:
+        raw.startup(SUPERUSER, "pgbouncer")
+        raw.send(pgwire.query_message("PAUSE"))
+        time.sleep(0.3)
+    time.sleep(0.3)
+    run(a, "COMMIT")
+    time.sleep(0.5)  # the janitor looks for finished PAUSEs every 200 ms
+    assert px.alive()
+    adm = admin(px)
+    assert all(r["paused"] == 1 for r in show(adm, "DATABASES"))
+    q = Background(lambda: run(b, "SELECT 'b'"))
+    time.sleep(0.3)
+    assert not q.done.is_set()
+    assert cmd(adm, "RESUME") == "RESUME"
+    assert q.wait(3, "query after RESUME") == [("b",)]
 
 
 # ------------------------------------------------------------------ 4. KILL
@@ -724,6 +789,23 @@ def test_admin_users_setting(pg, pgmedic):
             with pytest.raises(pgwire.ServerError) as ei:
                 raw.startup(user, "pgbouncer")
             assert ei.value.sqlstate == "28000", (user, ei.value)
+
+
+def test_admin_console_checks_passwords(pgmedic):
+    af = pgmedic.write_auth_file({"alice": "alice-pw", "postgres": "pg-pw"})
+    px = pgmedic(pool_mode="transaction", pool_size=2, auth_type="scram-sha-256", auth_file=af,
+                 settings={"admin_users": "alice"})
+    with pgwire.RawConn("127.0.0.1", px.port) as raw:
+        with pytest.raises(pgwire.ServerError) as ei:
+            raw.startup("alice", "pgbouncer", password="wrong")
+        assert ei.value.sqlstate == "28P01", ei.value
+    with pgwire.RawConn("127.0.0.1", px.port) as raw:
+        with pytest.raises(pgwire.ServerError) as ei:
+            raw.startup("postgres", "pgbouncer", password="pg-pw")  # right password, not an admin
+        assert ei.value.sqlstate == "28000", ei.value
+    adm = px.connect(dbname="pgbouncer", user="alice", password="alice-pw")
+    adm.autocommit = True
+    assert show(adm, "VERSION")
 
 
 def test_console_errors_keep_connection(pgmedic):
