@@ -22,7 +22,7 @@ OBJS      := $(LIB_SRCS:%.c=build/obj/%.o) build/obj/src/main.o
 ASAN_OBJS := $(LIB_SRCS:%.c=build/asan/obj/%.o)
 DEPS      := $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) build/asan/obj/src/main.d
 
-.PHONY: all test unit integration demo bench fuzz fuzz-smoke clean setup asan
+.PHONY: all test unit integration demo bench scale soak fuzz fuzz-smoke clean setup asan
 all: build/pgmedic
 
 setup:
@@ -65,6 +65,12 @@ demo: setup build/pgmedic
 
 bench: setup build/pgmedic
 	./bench/pooling.sh
+
+scale: setup build/pgmedic
+	./bench/scale.sh
+
+soak: setup build/pgmedic
+	./bench/soak.sh
 
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=build/fuzz/fuzz_%)

@@ -102,8 +102,7 @@ static const char *const pgbouncer_only_keys[] = {
 	"server_round_robin", "track_extra_parameters", "ignore_startup_parameters",
 	"peer_id", "disable_pqexec", "application_name_add_host", "conffile",
 	"service_name", "job_name", "stats_period",
-	"scram_iterations", "auth_hba_file", "auth_ident_file", "auth_user", "auth_query",
-	"auth_dbname", "auth_ldap_options", "syslog", "syslog_ident", "syslog_facility",
+	"scram_iterations", "auth_hba_file", "auth_ident_file", "auth_ldap_options", "syslog", "syslog_ident", "syslog_facility",
 	"log_connections", "log_disconnections", "log_pooler_errors", "log_stats",
 	"verbose", "stats_users", "server_reset_query_always",
 	"server_fast_close", "server_login_retry", "autodb_idle_timeout",
@@ -894,6 +893,9 @@ static const struct { const char *key; size_t off; } duration_keys[] = {
 static const struct { const char *key; size_t off; } path_keys[] = {
 	{"auth_file", offsetof(struct config, auth_file)},
 	{"admin_users", offsetof(struct config, admin_users)},
+	{"auth_user", offsetof(struct config, auth_user)},
+	{"auth_query", offsetof(struct config, auth_query)},
+	{"auth_dbname", offsetof(struct config, auth_dbname)},
 	{"client_tls_key_file", offsetof(struct config, client_tls_key_file)},
 	{"client_tls_cert_file", offsetof(struct config, client_tls_cert_file)},
 	{"client_tls_ca_file", offsetof(struct config, client_tls_ca_file)},
@@ -1081,6 +1083,7 @@ void config_init(struct config *c)
 	c->pool_size = 20;
 	c->min_pool_size = 0;
 	c->max_prepared_statements = 200;
+	c->auth_query = strdup("SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
 	c->max_client_conn = 10000;
 	c->query_wait_timeout = 120;
 	c->server_connect_timeout = 15;
@@ -1128,6 +1131,9 @@ void config_free(struct config *c)
 	free(c->server_check_query);
 	free(c->auth_file);
 	free(c->admin_users);
+	free(c->auth_user);
+	free(c->auth_query);
+	free(c->auth_dbname);
 	free(c->client_tls_key_file);
 	free(c->client_tls_cert_file);
 	free(c->client_tls_ca_file);
@@ -1544,7 +1550,7 @@ int config_validate(struct config *c, char *err, size_t errlen)
 	 * zero-setup developer case.  Any other address would hand the database to
 	 * whoever can reach the port, so it is refused rather than defaulted. */
 	bool loopback = host_is_loopback(c->listen_host);
-	bool have_secrets = c->auth_file || password_known(c);
+	bool have_secrets = c->auth_file || password_known(c) || (c->auth_user && c->auth_user[0]);
 	if (!c->auth_type_set && !have_secrets) {
 		if (!loopback)
 			return fail(err, errlen,

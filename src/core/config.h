@@ -82,6 +82,9 @@ struct config {
 	enum auth_type auth_type;  /* default scram-sha-256 */
 	bool auth_type_set;        /* given explicitly (flag or file) */
 	char *auth_file;           /* PgBouncer userlist format */
+	char *auth_user;           /* look up unknown users' secrets upstream as this user */
+	char *auth_query;          /* default: SELECT usename, passwd FROM pg_shadow WHERE usename=$1 */
+	char *auth_dbname;         /* database for auth_query; NULL: the client's database */
 	char *admin_users;         /* comma-separated users allowed on the admin console;
 				    * NULL: the upstream URL's user */
 

@@ -27,6 +27,7 @@ enum login_step {
 	LS_AUTH_SASL1,   /* sent AuthenticationSASL, expecting SASLInitialResponse */
 	LS_AUTH_SASL2,   /* sent SASLContinue, expecting SASLResponse */
 	LS_AUTH_FAIL,    /* unknown user: ask anyway, then refuse (no user enumeration) */
+	LS_AUTH_QUERY,   /* waiting for auth_query's answer (authq.c) */
 };
 
 #define AUTH_MSG_MAX 8192
@@ -196,6 +197,7 @@ void client_close(struct client *cl, const char *reason)
 		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing during login: %s", reason);
 	else
 		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing: %s", reason);
+	authq_forget_client(cl);
 	client_unlink_server(cl);
 	if (cl->pinned) {
 		/* Its server went first (or it had none): the pin ends with the client. */
@@ -390,6 +392,9 @@ static void auth_done(struct client *cl)
 		client_fatal(cl, "53200", "out of memory");
 		return;
 	}
+	if (cl->auth->from_auth_query && secret_kind_of(cl->auth->secret) == SECRET_MD5 && !pool->cred.md5_secret &&
+	    !pool->cred.password)
+		pool->cred.md5_secret = strdup(cl->auth->secret);
 	/* Teach the pool how to log in upstream as this user, if it has nothing better. */
 	if (cl->auth->have_pass_key && !pool->cred.password) {
 		memcpy(pool->cred.client_key, cl->auth->pass_client_key, SCRAM_KEY_LEN);
@@ -494,6 +499,8 @@ static int scram_secret_cached(struct proxy *p, const char *user, const char *pa
 	return 0;
 }
 
+static void begin_auth(struct client *cl, const char *secret);
+
 static void start_auth(struct client *cl)
 {
 	struct proxy *p = cl->proxy;
@@ -511,6 +518,39 @@ static void start_auth(struct client *cl)
 		if (db && db_password_for(db, cl->user))
 			secret = db->password;
 	}
+	if (!secret && cfg->auth_user && !cl->admin && strcmp(cl->user, cfg->auth_user) != 0) {
+		/* Ask PostgreSQL for this user's secret; the login resumes in
+		 * client_auth_query_done. */
+		cl->login_step = LS_AUTH_QUERY;
+		if (authq_lookup(p, cl) < 0)
+			client_fatal(cl, "08006", "auth_query: cannot reach the database to look up the user");
+		return;
+	}
+	begin_auth(cl, secret);
+}
+
+void client_auth_query_done(struct client *cl, const char *secret, const char *error)
+{
+	if (cl->state == CL_DEAD)
+		return;
+	cl->authq_req = NULL;
+	if (error) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "auth_query failed: %s", error);
+		client_fatal(cl, "08006", msg);
+		return;
+	}
+	/* A user auth_query does not know gets the same answer as a wrong password
+	 * (after the exchange), so user names cannot be probed. */
+	cl->auth->from_auth_query = secret != NULL;
+	begin_auth(cl, secret);
+	if (cl->state != CL_DEAD && conn_in_avail(&cl->c))
+		client_process(cl);
+}
+
+static void begin_auth(struct client *cl, const char *secret)
+{
+	const struct config *cfg = cl->proxy->cfg;
 	enum secret_kind kind = secret ? secret_kind_of(secret) : SECRET_PLAIN;
 	cl->auth->have_secret = secret != NULL && strlen(secret) < sizeof(cl->auth->secret);
 	if (cl->auth->have_secret)
@@ -725,7 +765,7 @@ static void login_process(struct client *cl)
 	while (cl->state == CL_LOGIN && !cl->auth_ok) {
 		const uint8_t *d = conn_in_data(&cl->c);
 		size_t avail = conn_in_avail(&cl->c);
-		if (cl->login_step == LS_TLS)
+		if (cl->login_step == LS_TLS || cl->login_step == LS_AUTH_QUERY)
 			return;
 		if (cl->login_step == LS_STARTUP) {
 			uint32_t len;

@@ -241,6 +241,7 @@ int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int
 	list_init(&p->dead_clients);
 	list_init(&p->dead_servers);
 	list_init(&p->admin_clients);
+	list_init(&p->authq_conns);
 	p->stats_period_start = now_sec();
 	if (cfg->auth_file && userlist_load(&p->users, cfg->auth_file, err, errlen) < 0)
 		return -1;
@@ -410,6 +411,7 @@ void proxy_free(struct proxy *p)
 		}
 	}
 	reap_cb(-1, 0, p);
+	authq_close_all(p);
 	list_for_each_safe(it, tmp, &p->pools)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);

@@ -67,6 +67,7 @@ struct client_auth {
 	uint8_t md5_salt[4];
 	uint8_t pass_client_key[SCRAM_KEY_LEN];
 	bool have_pass_key;
+	bool from_auth_query;       /* the secret came from auth_query */
 };
 
 struct client {
@@ -105,6 +106,7 @@ struct client {
 	uint32_t pending_rfq;       /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
 	bool in_extended;           /* extended-protocol messages since the last Sync */
 	bool close_after_release;   /* shutdown: close once its transaction is over */
+	void *authq_req;            /* pending auth_query lookup (authq.c) */
 	bool admin;                 /* on the admin console (virtual database pgbouncer/pgmedic) */
 	bool admin_pause_wait;      /* PAUSE not answered yet */
 	uint64_t req_start_us, xact_start_us; /* for total_query_time / total_xact_time */
@@ -206,6 +208,7 @@ struct proxy {
 	struct list pools;
 	struct list all_clients, login_clients, dead_clients, dead_servers;
 	struct list admin_clients;       /* logged in to the admin console */
+	struct list authq_conns;         /* auth_query connections (authq.c) */
 	bool paused;
 	double stats_period_start;
 	int n_clients;
@@ -259,6 +262,8 @@ void client_finish_welcome(struct client *cl);
 void client_process(struct client *cl);
 void client_send_error(struct client *cl, const char *severity, const char *sqlstate, const char *msg);
 void client_unpin(struct client *cl, const char *why);
+/* auth_query answered: secret (NULL: no such user or no password), or error. */
+void client_auth_query_done(struct client *cl, const char *secret, const char *error);
 
 /* server.c */
 struct server *server_launch(struct pool *pool);
@@ -274,6 +279,11 @@ bool admin_user_allowed(const struct proxy *p, const char *user);
 void admin_process(struct client *cl);
 void admin_query(struct client *cl, const char *sql);
 void admin_check_pause(struct proxy *p);
+
+/* authq.c */
+int authq_lookup(struct proxy *p, struct client *cl);
+void authq_forget_client(struct client *cl);
+void authq_close_all(struct proxy *p);
 
 /* cancel.c */
 void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key);

@@ -1,0 +1,270 @@
+/* authq.c - auth_user + auth_query: looking up a user's secret in PostgreSQL
+ * (typically through a SECURITY DEFINER function over pg_shadow) so that no end
+ * user's password has to be in pgmedic's files.  One libpq connection per
+ * database, driven without blocking from the event loop (PQconnectPoll, then
+ * PQsendQueryParams / PQconsumeInput), requests served one at a time in order. */
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+enum aq_state { AQ_CONNECTING, AQ_IDLE, AQ_BUSY };
+
+struct aq_req {
+	struct list node;
+	struct client *cl;
+	char *user;
+};
+
+struct aq_conn {
+	struct list node;     /* proxy->authq_conns */
+	struct proxy *p;
+	char *dbname;
+	PGconn *conn;
+	struct event *ev;
+	enum aq_state state;
+	PostgresPollingStatusType poll;
+	struct list queue;    /* struct aq_req, the first one is running when BUSY */
+};
+
+static void aq_event(evutil_socket_t fd, short what, void *arg);
+
+static void aq_watch(struct aq_conn *a, short what)
+{
+	if (a->ev) {
+		event_free(a->ev);
+		a->ev = NULL;
+	}
+	int fd = PQsocket(a->conn);
+	if (fd < 0)
+		return;
+	a->ev = event_new(a->p->base, fd, what, aq_event, a);
+	if (a->ev)
+		event_add(a->ev, NULL);
+}
+
+static void req_free(struct aq_req *r)
+{
+	list_del(&r->node);
+	if (r->cl)
+		r->cl->authq_req = NULL;
+	free(r->user);
+	free(r);
+}
+
+/* Fails every queued request and drops the connection (recreated on demand). */
+static void aq_fail(struct aq_conn *a, const char *why)
+{
+	log_warn("auth_query on database %s: %s", a->dbname, why);
+	while (!list_empty(&a->queue)) {
+		struct aq_req *r = list_entry(a->queue.next, struct aq_req, node);
+		struct client *cl = r->cl;
+		req_free(r);
+		if (cl)
+			client_auth_query_done(cl, NULL, why);
+	}
+	if (a->ev)
+		event_free(a->ev);
+	PQfinish(a->conn);
+	list_del(&a->node);
+	free(a->dbname);
+	free(a);
+}
+
+static void aq_next(struct aq_conn *a)
+{
+	while (!list_empty(&a->queue)) {
+		struct aq_req *r = list_entry(a->queue.next, struct aq_req, node);
+		if (!r->cl) { /* its client left meanwhile */
+			req_free(r);
+			continue;
+		}
+		const char *q = a->p->cfg->auth_query ? a->p->cfg->auth_query
+						      : "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";
+		const char *params[1] = {r->user};
+		if (!PQsendQueryParams(a->conn, q, 1, NULL, params, NULL, NULL, 0)) {
+			aq_fail(a, PQerrorMessage(a->conn));
+			return;
+		}
+		a->state = AQ_BUSY;
+		aq_watch(a, PQflush(a->conn) == 1 ? EV_READ | EV_WRITE : EV_READ);
+		return;
+	}
+	a->state = AQ_IDLE;
+	aq_watch(a, EV_READ); /* notice the server going away */
+}
+
+static void aq_result(struct aq_conn *a)
+{
+	struct aq_req *r = list_entry(a->queue.next, struct aq_req, node);
+	char *secret = NULL;
+	char err[256] = "";
+	PGresult *res;
+	while ((res = PQgetResult(a->conn))) {
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_TUPLES_OK) {
+			if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1) && !secret)
+				secret = strdup(PQgetvalue(res, 0, 1));
+		} else if (st != PGRES_COMMAND_OK) {
+			snprintf(err, sizeof(err), "%s", PQresultErrorMessage(res));
+			char *nl = strchr(err, '\n');
+			if (nl)
+				*nl = 0;
+		}
+		PQclear(res);
+	}
+	struct client *cl = r->cl;
+	req_free(r);
+	if (cl)
+		client_auth_query_done(cl, secret, err[0] ? err : NULL);
+	if (secret) {
+		memset(secret, 0, strlen(secret));
+		free(secret);
+	}
+	aq_next(a);
+}
+
+static void aq_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct aq_conn *a = arg;
+	(void)fd;
+	if (a->state == AQ_CONNECTING) {
+		a->poll = PQconnectPoll(a->conn);
+		if (a->poll == PGRES_POLLING_FAILED) {
+			char why[300];
+			snprintf(why, sizeof(why), "cannot connect as auth_user: %s", PQerrorMessage(a->conn));
+			char *nl = strchr(why, '\n');
+			if (nl)
+				*nl = 0;
+			aq_fail(a, why);
+			return;
+		}
+		if (a->poll == PGRES_POLLING_OK) {
+			PQsetnonblocking(a->conn, 1);
+			aq_next(a);
+			return;
+		}
+		aq_watch(a, a->poll == PGRES_POLLING_READING ? EV_READ : EV_WRITE);
+		return;
+	}
+	if (what & EV_WRITE) {
+		int f = PQflush(a->conn);
+		if (f < 0) {
+			aq_fail(a, PQerrorMessage(a->conn));
+			return;
+		}
+		if (f == 0)
+			aq_watch(a, EV_READ);
+	}
+	if (what & EV_READ) {
+		if (!PQconsumeInput(a->conn)) {
+			aq_fail(a, "connection lost");
+			return;
+		}
+		if (a->state == AQ_BUSY && !PQisBusy(a->conn))
+			aq_result(a);
+		else if (a->state == AQ_IDLE)
+			aq_watch(a, EV_READ);
+	}
+}
+
+static struct aq_conn *aq_open(struct proxy *p, const char *dbname)
+{
+	const struct config *cfg = p->cfg;
+	const struct db_entry *db = config_find_db(cfg, dbname);
+	if (!db)
+		return NULL;
+	struct aq_conn *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->p = p;
+	a->dbname = strdup(dbname);
+	list_init(&a->queue);
+	/* auth_user's own password: auth file (plaintext) or the URL / [databases]. */
+	const char *password = NULL;
+	const struct user_entry *ue = userlist_find(&p->users, cfg->auth_user);
+	if (ue && secret_kind_of(ue->secret) == SECRET_PLAIN)
+		password = ue->secret;
+	else if (db_password_for(db, cfg->auth_user))
+		password = db->password;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", db->port ? db->port : 5432);
+	const char *host = db->host ? db->host : "127.0.0.1";
+	const char *keys[] = {host[0] == '/' ? "host" : "hostaddr", "port", "dbname", "user", "password",
+			      "sslmode", "sslrootcert", "application_name", NULL};
+	const char *vals[] = {host, port, db->dbname ? db->dbname : dbname, cfg->auth_user, password,
+			      sslmode_name(cfg->server_tls_sslmode), cfg->server_tls_ca_file, "pgmedic auth_query",
+			      NULL};
+	/* hostaddr wants a numeric address; names go through host (resolved by libpq). */
+	struct sockaddr_storage ss;
+	if (host[0] != '/' && inet_pton(AF_INET, host, &ss) != 1 && inet_pton(AF_INET6, host, &ss) != 1)
+		keys[0] = "host";
+	if (!cfg->server_tls_ca_file) {
+		keys[6] = "application_name";
+		vals[6] = "pgmedic auth_query";
+		keys[7] = NULL;
+	}
+	a->conn = PQconnectStartParams(keys, vals, 0);
+	if (!a->conn || PQstatus(a->conn) == CONNECTION_BAD) {
+		log_warn("auth_query: cannot start a connection to %s", dbname);
+		PQfinish(a->conn);
+		free(a->dbname);
+		free(a);
+		return NULL;
+	}
+	a->state = AQ_CONNECTING;
+	list_add_tail(&p->authq_conns, &a->node);
+	aq_watch(a, EV_WRITE);
+	return a;
+}
+
+int authq_lookup(struct proxy *p, struct client *cl)
+{
+	const char *dbname = p->cfg->auth_dbname ? p->cfg->auth_dbname : cl->database;
+	struct aq_conn *a = NULL;
+	for (struct list *it = p->authq_conns.next; it != &p->authq_conns; it = it->next) {
+		struct aq_conn *c = list_entry(it, struct aq_conn, node);
+		if (strcmp(c->dbname, dbname) == 0)
+			a = c;
+	}
+	if (!a && !(a = aq_open(p, dbname)))
+		return -1;
+	struct aq_req *r = calloc(1, sizeof(*r));
+	if (!r || !(r->user = strdup(cl->user))) {
+		free(r);
+		return -1;
+	}
+	r->cl = cl;
+	cl->authq_req = r;
+	list_add_tail(&a->queue, &r->node);
+	if (a->state == AQ_IDLE)
+		aq_next(a);
+	return 0;
+}
+
+void authq_forget_client(struct client *cl)
+{
+	if (cl->authq_req) {
+		((struct aq_req *)cl->authq_req)->cl = NULL;
+		cl->authq_req = NULL;
+	}
+}
+
+void authq_close_all(struct proxy *p)
+{
+	while (!list_empty(&p->authq_conns)) {
+		struct aq_conn *a = list_entry(p->authq_conns.next, struct aq_conn, node);
+		while (!list_empty(&a->queue))
+			req_free(list_entry(a->queue.next, struct aq_req, node));
+		if (a->ev)
+			event_free(a->ev);
+		PQfinish(a->conn);
+		list_del(&a->node);
+		free(a->dbname);
+		free(a);
+	}
+}
