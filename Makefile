@@ -74,7 +74,7 @@ soak: setup build/pgmedic
 
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=build/fuzz/fuzz_%)
-FUZZ_LIB_SRCS := $(filter src/pg/% src/core/%,$(LIB_SRCS))
+FUZZ_LIB_SRCS := $(filter src/pg/% src/core/% src/sql/%,$(LIB_SRCS))
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p build/fuzz
 	clang $(CFLAGS_COMMON) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $^ $(PKG_LIBS) -lm

@@ -203,7 +203,7 @@ static unsigned statement(struct scan *s, struct tok *t)
 
 unsigned sql_session_state(const char *q, size_t len)
 {
-	struct scan s = {q, len, 0};
+	struct scan s = {q, strnlen(q, len), 0}; /* protocol strings end at their NUL */
 	struct tok t;
 	unsigned bits = 0;
 	while (next_tok(&s, &t)) {
@@ -226,7 +226,7 @@ const char *sess_state_name(unsigned bits)
 
 size_t sql_words(const char *q, size_t len, char words[][64], size_t max)
 {
-	struct scan s = {q, len, 0};
+	struct scan s = {q, strnlen(q, len), 0};
 	struct tok t;
 	size_t n = 0;
 	while (n < max && next_tok(&s, &t)) {
