@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "core/log.h"
 #include "proxy/proxy.h"
@@ -19,6 +23,7 @@
 #define OID_TEXT 25
 #define OID_INT4 23
 #define OID_INT8 20
+#define OID_NUMERIC 1700
 
 bool admin_database(const char *db)
 {
@@ -138,13 +143,15 @@ static char *fmt(char buf[][40], int *k, long long x)
 
 static void show_pools(struct client *cl)
 {
-	static const char *const names[] = {"database", "user", "cl_active", "cl_waiting", "cl_cancel_req",
-					    "sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login",
+	static const char *const names[] = {"database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
+					    "cl_waiting_cancel_req", "sv_active", "sv_active_cancel",
+					    "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login",
 					    "maxwait", "maxwait_us", "pool_mode"};
-	static const uint32_t types[] = {OID_TEXT, OID_TEXT, OID_INT4, OID_INT4, OID_INT4, OID_INT4, OID_INT4,
-					 OID_INT4, OID_INT4, OID_INT4, OID_INT4, OID_INT4, OID_TEXT};
+	static const uint32_t types[] = {OID_TEXT, OID_TEXT, OID_INT4, OID_INT4, OID_INT4, OID_INT4,
+					 OID_INT4, OID_INT4, OID_INT4, OID_INT4, OID_INT4, OID_INT4,
+					 OID_INT4, OID_INT4, OID_INT4, OID_TEXT};
 	struct rs r;
-	rs_begin(&r, names, types, 13);
+	rs_begin(&r, names, types, 16);
 	FOR_POOLS(cl->proxy, pool)
 	{
 		char buf[40][40];
@@ -159,11 +166,12 @@ static void show_pools(struct client *cl)
 				 (double)(now.tv_nsec - w->wait_start.tv_nsec) / 1e9;
 		}
 		long long sec = (long long)oldest;
-		const char *vals[13] = {
+		const char *vals[16] = {
 			pool->database, pool->user, fmt(buf, &k, pool->n_active_cl + pool->n_idle_cl),
-			fmt(buf, &k, pool->n_waiting + pool->n_welcome), fmt(buf, &k, 0),
-			fmt(buf, &k, pool->n_active_sv), fmt(buf, &k, pool->n_idle_sv), fmt(buf, &k, pool->n_reset_sv),
-			fmt(buf, &k, 0), fmt(buf, &k, pool->n_login_sv), fmt(buf, &k, sec),
+			fmt(buf, &k, pool->n_waiting + pool->n_welcome), fmt(buf, &k, 0), fmt(buf, &k, 0),
+			fmt(buf, &k, pool->n_active_sv), fmt(buf, &k, 0), fmt(buf, &k, 0),
+			fmt(buf, &k, pool->n_idle_sv), fmt(buf, &k, pool->n_reset_sv), fmt(buf, &k, 0),
+			fmt(buf, &k, pool->n_login_sv), fmt(buf, &k, sec),
 			fmt(buf, &k, (long long)((oldest - (double)sec) * 1e6)), pool_mode_name(pool->mode)};
 		rs_row(&r, vals);
 	}
@@ -179,7 +187,7 @@ static void show_stats(struct client *cl)
 	uint32_t types[15];
 	types[0] = OID_TEXT;
 	for (int i = 1; i < 15; i++)
-		types[i] = OID_INT8;
+		types[i] = OID_NUMERIC; /* as PgBouncer 1.18 */
 	struct rs r;
 	rs_begin(&r, names, types, 15);
 	/* PgBouncer reports per database: sum the pools of each database. */
@@ -300,6 +308,39 @@ static void split_addr(const char *a, char *host, size_t hl, char *port, size_t 
 	snprintf(port, pl, "%s", colon + 1);
 }
 
+/* Wall-clock "YYYY-MM-DD HH:MM:SS UTC" of a CLOCK_MONOTONIC instant (seconds). */
+static const char *wall(char *buf, size_t n, double mono)
+{
+	if (mono <= 0)
+		return NULL;
+	time_t t = time(NULL) - (time_t)(now_sec() - mono);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
+	return buf;
+}
+
+static void local_addr(int fd, char *host, size_t hl, char *port, size_t pl)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	host[0] = 0;
+	snprintf(port, pl, "0");
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)hl);
+		snprintf(port, pl, "%u", ntohs(in->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)hl);
+		snprintf(port, pl, "%u", ntohs(in6->sin6_port));
+	} else {
+		snprintf(host, hl, "unix");
+	}
+}
+
 static void show_clients(struct client *cl)
 {
 	struct rs r;
@@ -308,20 +349,26 @@ static void show_clients(struct client *cl)
 		struct client *c = list_entry(it, struct client, all_node);
 		char buf[40][40];
 		int k = 0;
-		char host[64], port[16], ptr[24], link[24];
+		char host[64], port[16], lhost[64], lport[16], ptr[24], link[24], ct[40], rt[40];
 		split_addr(c->addr, host, sizeof(host), port, sizeof(port));
+		local_addr(c->c.fd, lhost, sizeof(lhost), lport, sizeof(lport));
 		snprintf(ptr, sizeof(ptr), "C-%llu", (unsigned long long)c->id);
 		snprintf(link, sizeof(link), "S-%llu", c->server ? (unsigned long long)c->server->id : 0ULL);
-		const char *state = c->state == CL_ACTIVE ? "active" : c->state == CL_WAITING ? "waiting"
-								  : c->state == CL_IDLE     ? "idle"
-											    : "login";
-		if (c->admin)
-			state = "active";
+		/* PgBouncer 1.18 calls every logged-in client that is not queued "active". */
+		const char *state = c->state == CL_WAITING ? "waiting" : "active";
+		long long wait_us = 0;
+		if (c->state == CL_WAITING) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			wait_us = (long long)(now.tv_sec - c->wait_start.tv_sec) * 1000000 +
+				  (now.tv_nsec - c->wait_start.tv_nsec) / 1000;
+		}
 		const char *app = c->want[5] ? c->want[5] : "";
 		const char *vals[18] = {"C", c->user ? c->user : "", c->database ? c->database : "", state, host,
-					port, NULL, fmt(buf, &k, 0), NULL, NULL, fmt(buf, &k, 0), fmt(buf, &k, 0),
-					fmt(buf, &k, 0), ptr, c->server ? link : NULL, fmt(buf, &k, (long long)c->cancel_pid),
-					c->c.ssl ? "TLS" : NULL, app};
+					port, lhost[0] ? lhost : NULL, lport, wall(ct, sizeof(ct), c->connect_time),
+					wall(rt, sizeof(rt), c->last_active), fmt(buf, &k, wait_us / 1000000),
+					fmt(buf, &k, wait_us % 1000000), fmt(buf, &k, 0), ptr, c->server ? link : NULL,
+					fmt(buf, &k, 0), c->c.ssl ? "TLS" : NULL, app};
 		rs_row(&r, vals);
 	}
 	rs_finish(cl, &r);
@@ -341,11 +388,14 @@ static void show_servers(struct client *cl)
 				struct server *s = list_entry(it, struct server, node);
 				char buf[40][40];
 				int k = 0;
-				char ptr[24], link[24];
+				char ptr[24], link[24], lhost[64], lport[16], ct[40], rt[40];
+				local_addr(s->c.fd, lhost, sizeof(lhost), lport, sizeof(lport));
 				snprintf(ptr, sizeof(ptr), "S-%llu", (unsigned long long)s->id);
 				snprintf(link, sizeof(link), "C-%llu", s->client ? (unsigned long long)s->client->id : 0ULL);
 				const char *vals[18] = {"S", pool->up_user, pool->up_database, states[li], pool->host,
-							fmt(buf, &k, pool->port), NULL, fmt(buf, &k, 0), NULL, NULL,
+							fmt(buf, &k, pool->port), lhost[0] ? lhost : NULL, lport,
+							wall(ct, sizeof(ct), s->created),
+							wall(rt, sizeof(rt), s->last_used > 0 ? s->last_used : s->created),
 							fmt(buf, &k, 0), fmt(buf, &k, 0), fmt(buf, &k, 0), ptr,
 							s->client ? link : NULL, fmt(buf, &k, (long long)s->backend_pid),
 							s->c.ssl ? "TLS" : NULL, s->params[5] ? s->params[5] : ""};
@@ -429,6 +479,14 @@ static struct pool *first_pool_of(struct proxy *p, const char *db)
 	return NULL;
 }
 
+/* A database the admin can name: one with a pool, or a [databases] entry of its
+ * own (the "*" fallback makes every name valid, which would hide typos). */
+static bool known_db(struct proxy *p, const char *db)
+{
+	const struct db_entry *e = config_find_db(p->cfg, db);
+	return first_pool_of(p, db) || (e && strcmp(e->name, "*") != 0);
+}
+
 static void kill_db(struct client *cl, const char *db)
 {
 	struct proxy *p = cl->proxy;
@@ -502,19 +560,23 @@ void admin_query(struct client *cl, const char *sql)
 		return;
 	}
 	char w[4][64];
-	size_t n = sql_words(sql, strlen(sql), w, 4);
-	if (n == 1 && strcmp(w[0], "reload") == 0) {
+	bool trailing = false;
+	size_t n = sql_words(sql, strlen(sql), w, 3, &trailing);
+	if (trailing) {
+		admin_error(cl, "42601", "one admin command per query, please");
+		return;
+	}
+	if (n == 1 && strcasecmp(w[0], "reload") == 0) {
 		if (proxy_reload(p) < 0)
 			admin_error(cl, "F0000", "reload failed: the running configuration is kept (see the log)");
 		else
 			simple_ok(cl, "RELOAD");
 		return;
 	}
-	if ((n == 1 || n == 2) && (strcmp(w[0], "pause") == 0 || strcmp(w[0], "resume") == 0)) {
-		bool pause = strcmp(w[0], "pause") == 0;
+	if ((n == 1 || n == 2) && (strcasecmp(w[0], "pause") == 0 || strcasecmp(w[0], "resume") == 0)) {
+		bool pause = strcasecmp(w[0], "pause") == 0;
 		if (n == 2) {
-			struct pool *found = first_pool_of(p, w[1]);
-			if (!found && !config_find_db(p->cfg, w[1])) {
+			if (!known_db(p, w[1])) {
 				admin_error(cl, "3D000", "no such database");
 				return;
 			}
@@ -545,8 +607,8 @@ void admin_query(struct client *cl, const char *sql)
 		admin_check_pause(p);
 		return;
 	}
-	if (n == 2 && strcmp(w[0], "kill") == 0) {
-		if (!first_pool_of(p, w[1]) && !config_find_db(p->cfg, w[1])) {
+	if (n == 2 && strcasecmp(w[0], "kill") == 0) {
+		if (!known_db(p, w[1])) {
 			admin_error(cl, "3D000", "no such database");
 			return;
 		}
@@ -567,11 +629,15 @@ void admin_check_pause(struct proxy *p)
 		busy += pool->n_active_sv;
 	if (busy)
 		return;
-	for (struct list *it = p->admin_clients.next; it != &p->admin_clients; it = it->next) {
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->admin_clients)
+	{
 		struct client *a = list_entry(it, struct client, node);
 		if (a->admin_pause_wait) {
 			a->admin_pause_wait = false;
 			simple_ok(a, "PAUSE");
+			if (a->state != CL_DEAD && conn_in_avail(&a->c))
+				admin_process(a); /* commands that queued behind the PAUSE */
 		}
 	}
 }

@@ -224,19 +224,28 @@ const char *sess_state_name(unsigned bits)
 	return "none";
 }
 
-size_t sql_words(const char *q, size_t len, char words[][64], size_t max)
+size_t sql_words(const char *q, size_t len, char words[][64], size_t max, bool *trailing)
 {
 	struct scan s = {q, strnlen(q, len), 0};
 	struct tok t;
 	size_t n = 0;
-	while (n < max && next_tok(&s, &t)) {
-		if (is_semi(&t))
+	*trailing = false;
+	while (next_tok(&s, &t)) {
+		if (is_semi(&t)) {
+			/* Anything but more semicolons after the first statement? */
+			while (next_tok(&s, &t))
+				if (!is_semi(&t)) {
+					*trailing = true;
+					break;
+				}
 			break;
+		}
+		if (n == max) {
+			*trailing = true;
+			break;
+		}
 		size_t o = 0;
-		if (t.word) {
-			for (size_t i = 0; i < t.n && o + 1 < 64; i++)
-				words[n][o++] = (char)tolower((unsigned char)t.p[i]);
-		} else if (t.n >= 2 && (t.p[0] == '"' || t.p[0] == '\'')) {
+		if (t.n >= 2 && (t.p[0] == '"' || t.p[0] == '\'')) {
 			/* Quoted: verbatim, doubled quotes undone. */
 			for (size_t i = 1; i + 1 < t.n && o + 1 < 64; i++) {
 				words[n][o++] = t.p[i];

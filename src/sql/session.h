@@ -5,6 +5,7 @@
 #ifndef PGMEDIC_SESSION_H
 #define PGMEDIC_SESSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum sess_state {
@@ -22,9 +23,10 @@ unsigned sql_session_state(const char *q, size_t len);
 /* Short human name of the lowest bit set ("SET", "LISTEN", ...). */
 const char *sess_state_name(unsigned bits);
 
-/* The tokens of the first statement of q (up to max): words lower-cased, quoted
- * strings and identifiers unquoted, other symbols as they are.  For the admin
- * console's verbs (RELOAD, PAUSE db, ...), which are not SQL. */
-size_t sql_words(const char *q, size_t len, char words[][64], size_t max);
+/* The tokens of the first statement of q (up to max), as written (quoted strings
+ * and identifiers unquoted); *trailing says whether more followed (another
+ * statement, or more than max tokens).  For the admin console's verbs (RELOAD,
+ * PAUSE db, ...), which are not SQL. */
+size_t sql_words(const char *q, size_t len, char words[][64], size_t max, bool *trailing);
 
 #endif

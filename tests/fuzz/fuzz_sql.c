@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort(); /* only the seven documented bits exist */
 	(void)sess_state_name(bits);
 	char words[4][64];
-	size_t n = sql_words(q, size, words, 4);
+	bool trailing;
+	size_t n = sql_words(q, size, words, 4, &trailing);
 	for (size_t i = 0; i < n; i++)
 		if (strlen(words[i]) >= 64)
 			abort();

@@ -185,6 +185,7 @@ def test_scram_via_auth_query_without_stored_passwords(authq, pgmedic, auth_user
     t_start = pg.sql("SELECT now()", dbname="postgres")[0][0]
     if auth_user_password_in == "auth_file":
         af = pgmedic.write_auth_file({AUTH_USER: AUTH_PASSWORD})
+        af.chmod(0o600)
         px = pgmedic(auth_type="scram-sha-256", auth_file=af, pool_size=1, settings=authq_settings())
     else:
         px = pgmedic(auth_type="scram-sha-256", pool_size=1, settings=authq_settings(),
@@ -219,6 +220,10 @@ def test_scram_via_auth_query_without_stored_passwords(authq, pgmedic, auth_user
     assert wrong.sqlstate == "28P01" and unknown.sqlstate == "28P01", (wrong, unknown)
     assert wrong.fields.get("S") == unknown.fields.get("S") == "FATAL"
     assert unknown.message.replace("no_such_user_xyz", SCRAM_USER) == wrong.message, (wrong, unknown)
+    with px.raw() as c:  # the unknown user is offered SCRAM like anyone else
+        c.send(pgwire.startup_packet({"user": "no_such_user_xyz", "database": DB}))
+        kind, payload = c.read_msg()
+        assert kind == b"R" and struct.unpack("!I", payload[:4])[0] == pgwire.AUTH_SASL, (kind, payload)
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         px.connect(user=SCRAM_USER, password="wrong-password")
 
