@@ -349,8 +349,8 @@ def test_stats_follow_workload(pgmedic):
     assert d["total_received"] == sum(len(q.encode()) + 6 for q in sqls), (d, s0, s1)
     # Bytes to the client: at least a ReadyForQuery (6 bytes) and a CommandComplete per query.
     assert d["total_sent"] >= 100 * (6 + 12), (d, s0, s1)
+    assert d["total_query_time"] > 0 and d["total_xact_time"] > 0, (d, s0, s1)
     assert d["total_xact_time"] * 2 >= d["total_query_time"], (d, s0, s1)
-    assert d["total_xact_time"] >= d["total_query_time"] * 0.5, (d, s0, s1)
 
     run(c, "SELECT 2")
     s2 = stats_of(adm)
