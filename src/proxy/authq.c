@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "proxy/proxy.h"
@@ -29,7 +30,28 @@ struct aq_conn {
 	enum aq_state state;
 	PostgresPollingStatusType poll;
 	struct list queue;    /* struct aq_req, the first one is running when BUSY */
+	struct event *timer;  /* connect / query deadline */
+	char *secret;         /* the running lookup's answer so far */
+	char err[256];
 };
+
+#define AQ_QUERY_TIMEOUT 10.0 /* seconds for one lookup */
+
+static void aq_timeout(evutil_socket_t fd, short what, void *arg);
+
+static void aq_arm(struct aq_conn *a, double seconds)
+{
+	if (!a->timer)
+		a->timer = evtimer_new(a->p->base, aq_timeout, a);
+	if (!a->timer)
+		return;
+	if (seconds <= 0) {
+		evtimer_del(a->timer);
+		return;
+	}
+	struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+	evtimer_add(a->timer, &tv);
+}
 
 static void aq_event(evutil_socket_t fd, short what, void *arg);
 
@@ -56,6 +78,22 @@ static void req_free(struct aq_req *r)
 	free(r);
 }
 
+static void aq_destroy(struct aq_conn *a)
+{
+	if (a->ev)
+		event_free(a->ev);
+	if (a->timer)
+		event_free(a->timer);
+	if (a->secret) {
+		memset(a->secret, 0, strlen(a->secret));
+		free(a->secret);
+	}
+	PQfinish(a->conn);
+	list_del(&a->node);
+	free(a->dbname);
+	free(a);
+}
+
 /* Fails every queued request and drops the connection (recreated on demand). */
 static void aq_fail(struct aq_conn *a, const char *why)
 {
@@ -67,12 +105,16 @@ static void aq_fail(struct aq_conn *a, const char *why)
 		if (cl)
 			client_auth_query_done(cl, NULL, why);
 	}
-	if (a->ev)
-		event_free(a->ev);
-	PQfinish(a->conn);
-	list_del(&a->node);
-	free(a->dbname);
-	free(a);
+	aq_destroy(a);
+}
+
+static void aq_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct aq_conn *a = arg;
+	(void)fd;
+	(void)what;
+	aq_fail(a, a->state == AQ_CONNECTING ? "timeout connecting as auth_user (server_connect_timeout)"
+					     : "timeout waiting for auth_query's answer");
 }
 
 static void aq_next(struct aq_conn *a)
@@ -91,41 +133,50 @@ static void aq_next(struct aq_conn *a)
 			return;
 		}
 		a->state = AQ_BUSY;
+		a->err[0] = 0;
+		aq_arm(a, AQ_QUERY_TIMEOUT);
 		aq_watch(a, PQflush(a->conn) == 1 ? EV_READ | EV_WRITE : EV_READ);
 		return;
 	}
 	a->state = AQ_IDLE;
+	aq_arm(a, 0);
 	aq_watch(a, EV_READ); /* notice the server going away */
 }
 
-static void aq_result(struct aq_conn *a)
+/* Collects results while libpq has them without blocking; the lookup ends when
+ * PQgetResult says there are no more (ReadyForQuery arrived). */
+static void aq_results(struct aq_conn *a)
 {
-	struct aq_req *r = list_entry(a->queue.next, struct aq_req, node);
-	char *secret = NULL;
-	char err[256] = "";
-	PGresult *res;
-	while ((res = PQgetResult(a->conn))) {
+	while (!PQisBusy(a->conn)) {
+		PGresult *res = PQgetResult(a->conn);
+		if (!res) {
+			struct aq_req *r = list_entry(a->queue.next, struct aq_req, node);
+			struct client *cl = r->cl;
+			req_free(r);
+			char *secret = a->secret;
+			a->secret = NULL;
+			if (cl)
+				client_auth_query_done(cl, secret, a->err[0] ? a->err : NULL);
+			if (secret) {
+				memset(secret, 0, strlen(secret));
+				free(secret);
+			}
+			aq_next(a);
+			return;
+		}
 		ExecStatusType st = PQresultStatus(res);
 		if (st == PGRES_TUPLES_OK) {
-			if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1) && !secret)
-				secret = strdup(PQgetvalue(res, 0, 1));
+			if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1) && !a->secret)
+				a->secret = strdup(PQgetvalue(res, 0, 1));
 		} else if (st != PGRES_COMMAND_OK) {
-			snprintf(err, sizeof(err), "%s", PQresultErrorMessage(res));
-			char *nl = strchr(err, '\n');
+			snprintf(a->err, sizeof(a->err), "%s", PQresultErrorMessage(res));
+			char *nl = strchr(a->err, '\n');
 			if (nl)
 				*nl = 0;
 		}
 		PQclear(res);
 	}
-	struct client *cl = r->cl;
-	req_free(r);
-	if (cl)
-		client_auth_query_done(cl, secret, err[0] ? err : NULL);
-	if (secret) {
-		memset(secret, 0, strlen(secret));
-		free(secret);
-	}
-	aq_next(a);
+	aq_watch(a, EV_READ); /* the rest of the answer is still on its way */
 }
 
 static void aq_event(evutil_socket_t fd, short what, void *arg)
@@ -165,8 +216,8 @@ static void aq_event(evutil_socket_t fd, short what, void *arg)
 			aq_fail(a, "connection lost");
 			return;
 		}
-		if (a->state == AQ_BUSY && !PQisBusy(a->conn))
-			aq_result(a);
+		if (a->state == AQ_BUSY)
+			aq_results(a);
 		else if (a->state == AQ_IDLE)
 			aq_watch(a, EV_READ);
 	}
@@ -218,6 +269,7 @@ static struct aq_conn *aq_open(struct proxy *p, const char *dbname)
 	}
 	a->state = AQ_CONNECTING;
 	list_add_tail(&p->authq_conns, &a->node);
+	aq_arm(a, cfg->server_connect_timeout > 0 ? cfg->server_connect_timeout : 15.0);
 	aq_watch(a, EV_WRITE);
 	return a;
 }
@@ -260,11 +312,6 @@ void authq_close_all(struct proxy *p)
 		struct aq_conn *a = list_entry(p->authq_conns.next, struct aq_conn, node);
 		while (!list_empty(&a->queue))
 			req_free(list_entry(a->queue.next, struct aq_req, node));
-		if (a->ev)
-			event_free(a->ev);
-		PQfinish(a->conn);
-		list_del(&a->node);
-		free(a->dbname);
-		free(a);
+		aq_destroy(a);
 	}
 }

@@ -392,9 +392,14 @@ static void auth_done(struct client *cl)
 		client_fatal(cl, "53200", "out of memory");
 		return;
 	}
-	if (cl->auth->from_auth_query && secret_kind_of(cl->auth->secret) == SECRET_MD5 && !pool->cred.md5_secret &&
-	    !pool->cred.password)
-		pool->cred.md5_secret = strdup(cl->auth->secret);
+	if (cl->auth->from_auth_query && secret_kind_of(cl->auth->secret) == SECRET_MD5 && !pool->cred.password) {
+		/* The latest hash from the server wins: the password may have changed. */
+		char *m = strdup(cl->auth->secret);
+		if (m) {
+			free(pool->cred.md5_secret);
+			pool->cred.md5_secret = m;
+		}
+	}
 	/* Teach the pool how to log in upstream as this user, if it has nothing better. */
 	if (cl->auth->have_pass_key && !pool->cred.password) {
 		memcpy(pool->cred.client_key, cl->auth->pass_client_key, SCRAM_KEY_LEN);
@@ -974,6 +979,19 @@ void client_process(struct client *cl)
 			client_fatal(cl, "08P01", "invalid message length from client");
 			return;
 		}
+		/* PostgreSQL's own limits (SocketBackend): Query, Parse, Bind, FunctionCall
+		 * and CopyData up to 1 GiB - 2, everything else up to 10,000 bytes.  A
+		 * message over them would make the server drop the pooled connection. */
+		uint32_t maxlen = strchr("QPBFd", type) ? 0x3ffffffeu : 10000u; /* length word included */
+		if (type && strchr("QPBDESHCFXdcf", type) && len > maxlen) {
+			cl->proxy->bad_packets++;
+			if (staged)
+				break;
+			if (sv && !forward_range(cl, pos))
+				return;
+			client_fatal(cl, "08P01", "invalid message length");
+			return;
+		}
 		if (!strchr("QPBDESHCFXdcf", type) || type == 0) {
 			/* PostgreSQL would end the session with exactly this; answering here
 			 * keeps a pooled server connection from being killed by one client. */
@@ -1105,11 +1123,8 @@ void client_process(struct client *cl)
 	}
 	if (track && prep_synth_due(cl))
 		prep_drain_synth(cl);
-	/* A Terminate or a bad message left behind a staged batch. */
-	if (staged && cl->state != CL_DEAD && conn_in_avail(&cl->c) >= 5 && !cl->stream_left &&
-	    (conn_in_data(&cl->c)[0] == 'X' || !strchr("QPBDESHCFXdcf", conn_in_data(&cl->c)[0]) ||
-	     conn_in_data(&cl->c)[0] == 0))
-		client_process(cl);
+	if (staged && cl->state != CL_DEAD && conn_in_avail(&cl->c) >= 5 && !cl->stream_left)
+		client_process(cl); /* a Terminate or a bad message stopped the batch */
 }
 
 static void client_read(struct client *cl)
