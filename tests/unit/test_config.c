@@ -449,7 +449,9 @@ static void test_ini_pgbouncer_file(void **state)
 	snprintf(want, sizeof(want), "%s:15: ignoring PgBouncer setting 'logfile'", path);
 	if (!strstr(log, want))
 		fail_msg("log lacks '%s':\n%s", want, log);
-	assert_non_null(strstr(log, "'admin_users'"));
+	assert_non_null(strstr(log, "'pidfile'"));
+	assert_null(strstr(log, "'admin_users'")); /* implemented: the admin console */
+	assert_string_equal(c.admin_users, "postgres");
 	assert_non_null(strstr(log, "'ignore_startup_parameters'"));
 	assert_non_null(strstr(log, "client_encoding"));
 	assert_non_null(strstr(log, "[users]"));
