@@ -226,20 +226,158 @@ static void set_str(char **dst, const char *v)
 	*dst = v ? strdup(v) : NULL;
 }
 
-static void add_extra(struct client *cl, const char *name, const char *value)
+/* Upserts name = sql (SQL text of the value) in a parameter list. */
+static void kv_put(struct param_kv **list, size_t *n, const char *name, const char *sql, bool startup)
 {
-	for (size_t i = 0; i < cl->nextra; i++)
-		if (strcasecmp(cl->extra[i].name, name) == 0) {
-			set_str(&cl->extra[i].value, value);
+	for (size_t i = 0; i < *n; i++)
+		if (strcasecmp((*list)[i].name, name) == 0) {
+			set_str(&(*list)[i].value, sql);
+			(*list)[i].startup = startup;
 			return;
 		}
-	struct param_kv *n = realloc(cl->extra, (cl->nextra + 1) * sizeof(*n));
-	if (!n)
+	struct param_kv *nl = realloc(*list, (*n + 1) * sizeof(*nl));
+	if (!nl)
 		return;
-	cl->extra = n;
-	cl->extra[cl->nextra].name = strdup(name);
-	cl->extra[cl->nextra].value = strdup(value);
-	cl->nextra++;
+	*list = nl;
+	nl[*n].name = strdup(name);
+	nl[*n].value = strdup(sql);
+	nl[*n].startup = startup;
+	if (!nl[*n].name || !nl[*n].value) {
+		free(nl[*n].name);
+		free(nl[*n].value);
+		return;
+	}
+	(*n)++;
+}
+
+static void kv_del(struct param_kv **list, size_t *n, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcasecmp((*list)[i].name, name) == 0) {
+			free((*list)[i].name);
+			free((*list)[i].value);
+			(*list)[i] = (*list)[--*n];
+			return;
+		}
+}
+
+/* Removes every entry, or (keep_startup) those a SET made. */
+static void kv_clear(struct param_kv **list, size_t *n, bool keep_startup)
+{
+	for (size_t i = *n; i > 0; i--)
+		if (!keep_startup || !(*list)[i - 1].startup)
+			kv_del(list, n, (*list)[i - 1].name);
+}
+
+static void add_extra(struct client *cl, const char *name, const char *value)
+{
+	char lit[2100];
+	if (pg_quote_literal(value, lit, sizeof(lit)) < 0)
+		return;
+	kv_put(&cl->extra, &cl->nextra, name, lit, true);
+}
+
+static void set_cmd_free(struct set_cmd *c)
+{
+	free(c->name);
+	free(c->value);
+	memset(c, 0, sizeof(*c));
+}
+
+/* The SET took effect on this server connection and, for the client, from now on. */
+static void set_apply(struct client *cl, struct server *sv, const struct set_cmd *c)
+{
+	switch (c->kind) {
+	case SQL_SET:
+		kv_put(&cl->extra, &cl->nextra, c->name, c->value, false);
+		if (sv)
+			kv_put(&sv->extra, &sv->nextra, c->name, c->value, false);
+		break;
+	case SQL_RESET:
+		/* The session default of a startup option is the startup value. */
+		for (size_t i = 0; i < cl->nextra; i++)
+			if (strcasecmp(cl->extra[i].name, c->name) == 0 && !cl->extra[i].startup)
+				kv_del(&cl->extra, &cl->nextra, c->name);
+		if (sv)
+			kv_del(&sv->extra, &sv->nextra, c->name);
+		break;
+	case SQL_RESET_ALL:
+		client_discard_all(cl, sv);
+		break;
+	}
+}
+
+/* RESET ALL or DISCARD ALL ran: SETs are gone; startup options come back with the
+ * next server setup (pgmedic applied them with SET, so the server forgot them). */
+void client_discard_all(struct client *cl, struct server *sv)
+{
+	kv_clear(&cl->extra, &cl->nextra, true);
+	if (sv)
+		kv_clear(&sv->extra, &sv->nextra, false);
+}
+
+bool client_tracks_sets(const struct client *cl)
+{
+	return cl->pending_set.kind || cl->ntx_sets;
+}
+
+void client_set_error(struct client *cl)
+{
+	if (cl->pending_set.kind)
+		cl->pending_set_failed = true;
+}
+
+void client_set_tag(struct client *cl, const uint8_t *tag, size_t len)
+{
+	if (cl->ntx_sets && len == 9 && memcmp(tag, "ROLLBACK", 9) == 0)
+		cl->tx_rolled_back = true;
+}
+
+void client_settle_sets(struct client *cl, struct server *sv, char tx_status)
+{
+	if (cl->pending_set.kind) {
+		struct set_cmd c = cl->pending_set;
+		memset(&cl->pending_set, 0, sizeof(cl->pending_set));
+		if (cl->pending_set_failed || tx_status == 'E') {
+			set_cmd_free(&c);
+		} else if (tx_status == 'I') {
+			set_apply(cl, sv, &c);
+			set_cmd_free(&c);
+		} else {
+			/* Inside a transaction block: only a COMMIT makes it stick. */
+			struct set_cmd *n = realloc(cl->tx_sets, (cl->ntx_sets + 1) * sizeof(*n));
+			if (n) {
+				cl->tx_sets = n;
+				cl->tx_sets[cl->ntx_sets++] = c;
+			} else {
+				set_cmd_free(&c);
+			}
+		}
+		cl->pending_set_failed = false;
+	}
+	if (cl->ntx_sets && tx_status == 'T' && cl->tx_rolled_back) {
+		/* ROLLBACK TO SAVEPOINT: which SETs it undid is not worth modelling. */
+		cl->tx_rolled_back = false;
+		if (!cl->pinned) {
+			cl->proxy->n_pinned++;
+			cl->proxy->pins_total[0]++;
+			CLOG(LOG_INFO, cl, "pinned to its server connection: SET followed by ROLLBACK TO SAVEPOINT");
+		}
+		cl->pinned |= SESS_SET;
+		for (size_t i = 0; i < cl->ntx_sets; i++)
+			set_cmd_free(&cl->tx_sets[i]);
+		cl->ntx_sets = 0;
+	}
+	if (cl->ntx_sets && tx_status == 'I') {
+		bool commit = !cl->tx_rolled_back;
+		for (size_t i = 0; i < cl->ntx_sets; i++) {
+			if (commit)
+				set_apply(cl, sv, &cl->tx_sets[i]);
+			set_cmd_free(&cl->tx_sets[i]);
+		}
+		cl->ntx_sets = 0;
+		cl->tx_rolled_back = false;
+	}
 }
 
 static void set_param(struct client *cl, const char *name, const char *value)
@@ -857,8 +995,20 @@ void client_unpin(struct client *cl, const char *why)
 
 /* Transaction mode: a statement that leaves session state behind keeps this client
  * on its server connection until the client leaves (or runs DISCARD ALL). */
-static void check_session_state(struct client *cl, const uint8_t *q, size_t len)
+static void check_session_state(struct client *cl, const uint8_t *q, size_t len, bool simple)
 {
+	struct sql_set ps;
+	if (simple && !cl->pending_set.kind && sql_parse_set((const char *)q, len, &ps)) {
+		/* A plain SET/RESET: replayed wherever the client goes, once the server
+		 * confirms it (client_settle_sets). */
+		cl->pending_set.kind = (int)ps.kind;
+		cl->pending_set.name = strdup(ps.name);
+		cl->pending_set.value = ps.kind == SQL_SET ? strndup(ps.value, ps.value_len) : NULL;
+		cl->pending_set_failed = false;
+		if (cl->pending_set.name && (ps.kind != SQL_SET || cl->pending_set.value))
+			return;
+		set_cmd_free(&cl->pending_set); /* out of memory: pin instead */
+	}
 	unsigned bits = sql_session_state((const char *)q, strnlen((const char *)q, len));
 	if (!bits || (cl->pinned & bits) == bits)
 		return;
@@ -1030,7 +1180,7 @@ void client_process(struct client *cl)
 		if (type == 'Q' && avail - pos >= total) {
 			check_drop_database(cl, d + pos + 5, len - 4);
 			if (txmode)
-				check_session_state(cl, d + pos + 5, len - 4);
+				check_session_state(cl, d + pos + 5, len - 4, true);
 		} else if (type == 'Q' && txmode && total <= (1u << 20)) {
 			/* Read it whole (up to 1 MiB) to look for session state first. */
 			if (conn_in_reserve(&cl->c, pos + total, (1u << 20) + 4096) < 0) {
@@ -1050,7 +1200,7 @@ void client_process(struct client *cl)
 			/* The statement text follows the statement name. */
 			const uint8_t *nm = memchr(d + pos + 5, 0, len - 4);
 			if (nm && (size_t)(nm + 1 - (d + pos + 5)) < len - 4)
-				check_session_state(cl, nm + 1, len - 4 - (size_t)(nm + 1 - (d + pos + 5)));
+				check_session_state(cl, nm + 1, len - 4 - (size_t)(nm + 1 - (d + pos + 5)), false);
 		}
 		if (track) {
 			size_t need = prep_bytes_needed(type, len);

@@ -65,6 +65,13 @@ static void free_client(struct client *cl)
 		free(cl->extra[i].value);
 	}
 	free(cl->extra);
+	free(cl->pending_set.name);
+	free(cl->pending_set.value);
+	for (size_t i = 0; i < cl->ntx_sets; i++) {
+		free(cl->tx_sets[i].name);
+		free(cl->tx_sets[i].value);
+	}
+	free(cl->tx_sets);
 	prep_client_free(cl);
 	if (cl->auth) {
 		OPENSSL_cleanse(cl->auth, sizeof(*cl->auth));

@@ -55,6 +55,13 @@ const char *server_state_name(enum server_state s);
 /* An extra startup parameter a client asked for that the server does not report
  * back (e.g. search_path from `options`): applied with SET on every link. */
 struct param_kv {
+	char *name, *value; /* value as SQL text: a quoted literal, or a SET's value as written */
+	bool startup;       /* from the startup packet: survives RESET ALL / DISCARD ALL */
+};
+
+/* A SET/RESET a transaction-mode client ran, replayed on its next server connections. */
+struct set_cmd {
+	int kind;            /* enum sql_set_kind */
 	char *name, *value;
 };
 
@@ -110,6 +117,11 @@ struct client {
 	bool admin;                 /* on the admin console (virtual database pgbouncer/pgmedic) */
 	bool admin_pause_wait;      /* PAUSE not answered yet */
 	uint64_t req_start_us, xact_start_us; /* for total_query_time / total_xact_time */
+	struct set_cmd pending_set; /* sent, not yet confirmed by ReadyForQuery */
+	bool pending_set_failed;    /* an ErrorResponse came for it */
+	struct set_cmd *tx_sets;    /* confirmed inside a transaction block: kept if it commits */
+	size_t ntx_sets;
+	bool tx_rolled_back;        /* a ROLLBACK tag came for the current transaction */
 	unsigned pinned;            /* transaction mode: session state (sql/session.h bits)
 				     * keeps this client on its server connection */
 	struct timespec wait_start;
@@ -262,6 +274,12 @@ void client_finish_welcome(struct client *cl);
 void client_process(struct client *cl);
 void client_send_error(struct client *cl, const char *severity, const char *sqlstate, const char *msg);
 void client_unpin(struct client *cl, const char *why);
+/* ReadyForQuery for a transaction-mode client: settle its SETs (client.c). */
+void client_settle_sets(struct client *cl, struct server *sv, char tx_status);
+void client_set_error(struct client *cl);
+void client_discard_all(struct client *cl, struct server *sv);
+void client_set_tag(struct client *cl, const uint8_t *tag, size_t len);
+bool client_tracks_sets(const struct client *cl);
 /* auth_query answered: secret (NULL: no such user or no password), or error. */
 void client_auth_query_done(struct client *cl, const char *secret, const char *error);
 

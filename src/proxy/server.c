@@ -600,6 +600,24 @@ static void append_set(struct pg_buf *q, const char *name, const char *value)
 	pgb_raw(q, ";", 1);
 }
 
+/* SET name TO <sql>: the value already is SQL text (a literal, or as the client wrote it). */
+static void append_set_sql(struct pg_buf *q, const char *name, const char *sql)
+{
+	if (!valid_guc_name(name) || strchr(sql, ';')) {
+		/* A ';' can only be inside a quoted value; keep the statement whole. */
+		bool quoted_only = sql[0] == '\'' || (sql[0] == 'E' && sql[1] == '\'');
+		if (!valid_guc_name(name) || !quoted_only) {
+			q->failed = true;
+			return;
+		}
+	}
+	pgb_raw(q, "SET ", 4);
+	pgb_raw(q, name, strlen(name));
+	pgb_raw(q, " TO ", 4);
+	pgb_raw(q, sql, strlen(sql));
+	pgb_raw(q, ";", 1);
+}
+
 static void send_internal(struct server *sv, const char *sql, size_t len)
 {
 	struct pg_buf b;
@@ -644,7 +662,7 @@ void server_begin_setup(struct server *sv, struct client *cl, bool check)
 		const char *v = server_extra(sv, cl->extra[i].name);
 		if (v && strcmp(v, cl->extra[i].value) == 0)
 			continue;
-		append_set(&q, cl->extra[i].name, cl->extra[i].value);
+		append_set_sql(&q, cl->extra[i].name, cl->extra[i].value);
 		struct param_kv *n = v ? sv->extra : realloc(sv->extra, (sv->nextra + 1) * sizeof(*n));
 		if (!n) {
 			q.failed = true;
@@ -660,6 +678,7 @@ void server_begin_setup(struct server *sv, struct client *cl, bool check)
 		} else {
 			sv->extra[sv->nextra].name = strdup(cl->extra[i].name);
 			sv->extra[sv->nextra].value = strdup(cl->extra[i].value);
+			sv->extra[sv->nextra].startup = false;
 			sv->nextra++;
 		}
 	}
@@ -786,7 +805,8 @@ void server_process(struct server *sv)
 		struct client *tcl = sv->state == SV_ACTIVE && sv->client && sv->client->prep.qlen ? sv->client : NULL;
 		/* With expectations queued, ParseComplete/CloseComplete may have to be
 		 * dropped and CommandComplete tags (DISCARD ALL) read. */
-		bool pinned = sv->state == SV_ACTIVE && sv->client && sv->client->pinned;
+		/* CommandComplete tags matter in transaction mode (DISCARD ALL, ROLLBACK). */
+		bool pinned = sv->state == SV_ACTIVE && sv->client && sv->pool->mode == POOL_TRANSACTION;
 		bool inspect = sv->state != SV_ACTIVE || type == 'Z' || type == 'S' || type == 'E' ||
 			       (tcl && (type == '1' || type == '3' || type == 'C')) || (pinned && type == 'C');
 		bool stream = false;
@@ -844,6 +864,8 @@ void server_process(struct server *sv)
 				sv->tx_status = blen >= 1 ? (char)body[0] : 'I';
 				if (cl && cl->pending_rfq)
 					cl->pending_rfq--;
+				if (cl && client_tracks_sets(cl))
+					client_settle_sets(cl, sv, sv->tx_status);
 				if (cl && cl->pending_rfq == 0 && cl->req_start_us) {
 					/* PgBouncer's total_query_time and total_xact_time. */
 					uint64_t now = now_us();
@@ -872,12 +894,17 @@ void server_process(struct server *sv)
 						client_process(cl);
 					return;
 				}
-			} else if (type == 'C' && cl && cl->pinned && blen == 12 && memcmp(body, "DISCARD ALL", 12) == 0) {
+			} else if (type == 'C' && cl && blen == 12 && memcmp(body, "DISCARD ALL", 12) == 0) {
 				client_unpin(cl, "DISCARD ALL"); /* every kind of session state is gone */
+				client_discard_all(cl, sv);
+			} else if (type == 'C' && cl && client_tracks_sets(cl)) {
+				client_set_tag(cl, body, blen);
 			} else if (type == 'S') {
 				handle_param_status(sv, body, blen);
 			} else if (type == 'E') {
 				sv->pool->stats.server_errors++;
+				if (cl)
+					client_set_error(cl);
 			}
 			continue;
 		}

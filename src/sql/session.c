@@ -261,3 +261,81 @@ size_t sql_words(const char *q, size_t len, char words[][64], size_t max, bool *
 	}
 	return n;
 }
+
+int sql_parse_set(const char *q, size_t len, struct sql_set *out)
+{
+	struct scan s = {q, strnlen(q, len), 0};
+	struct tok t, a, v;
+	memset(out, 0, sizeof(*out));
+	if (!next_tok(&s, &t))
+		return 0;
+	bool reset = is_kw(&t, "reset");
+	if (!reset && !is_kw(&t, "set"))
+		return 0;
+	if (!next_tok(&s, &a))
+		return 0;
+	if (!reset && is_kw(&a, "session") && !next_tok(&s, &a))
+		return 0;
+	if (!a.word || a.n >= sizeof(out->name))
+		return 0;
+	/* Forms with their own meaning are left to sql_session_state. */
+	static const char *const special[] = {"local", "time", "role", "session", "transaction", "constraints",
+					      "characteristics", "authorization", NULL};
+	for (int i = 0; special[i]; i++)
+		if (is_kw(&a, special[i]))
+			return 0;
+	for (size_t i = 0; i < a.n; i++)
+		out->name[i] = (char)tolower((unsigned char)a.p[i]);
+	out->name[a.n] = 0;
+	/* A dotted custom name: my.setting */
+	size_t after_name = s.i;
+	while (after_name < s.len && s.q[after_name] == '.') {
+		struct scan s2 = s;
+		struct tok dot, part;
+		if (!next_tok(&s2, &dot) || !next_tok(&s2, &part) || !part.word)
+			return 0;
+		size_t nl = strlen(out->name);
+		if (nl + 1 + part.n >= sizeof(out->name))
+			return 0;
+		out->name[nl] = '.';
+		for (size_t i = 0; i < part.n; i++)
+			out->name[nl + 1 + i] = (char)tolower((unsigned char)part.p[i]);
+		out->name[nl + 1 + part.n] = 0;
+		s = s2;
+		after_name = s.i;
+	}
+	if (reset) {
+		if (strcmp(out->name, "all") == 0)
+			out->kind = SQL_RESET_ALL;
+		else
+			out->kind = SQL_RESET;
+	} else {
+		struct tok eq;
+		if (!next_tok(&s, &eq) || !(is_kw(&eq, "to") || (eq.n == 1 && eq.p[0] == '=')))
+			return 0;
+		out->kind = SQL_SET;
+		/* The value: everything up to the end or the first top-level ';'. */
+		size_t vstart = s.i;
+		size_t vend = vstart;
+		bool any = false;
+		while (next_tok(&s, &v)) {
+			if (is_semi(&v))
+				break;
+			vend = s.i;
+			any = true;
+		}
+		if (!any)
+			return 0;
+		while (vstart < vend && isspace((unsigned char)q[vstart]))
+			vstart++;
+		out->value = q + vstart;
+		out->value_len = vend - vstart;
+	}
+	/* Exactly one statement: nothing but semicolons may follow. */
+	while (next_tok(&s, &v))
+		if (!is_semi(&v))
+			return 0;
+	if (out->kind != SQL_RESET_ALL && pg_tracked_param_index(out->name) >= 0)
+		return 0; /* reported: followed through ParameterStatus */
+	return 1;
+}

@@ -29,4 +29,16 @@ const char *sess_state_name(unsigned bits);
  * PAUSE db, ...), which are not SQL. */
 size_t sql_words(const char *q, size_t len, char words[][64], size_t max, bool *trailing);
 
+enum sql_set_kind { SQL_SET = 1, SQL_RESET = 2, SQL_RESET_ALL = 3 };
+struct sql_set {
+	enum sql_set_kind kind;
+	char name[64];        /* lower-cased (dotted custom names kept whole) */
+	const char *value;    /* SET: the value as written (into q) */
+	size_t value_len;
+};
+/* 1 when q is exactly one `SET [SESSION] name {TO|=} value`, `RESET name` or
+ * `RESET ALL` of a parameter PostgreSQL does not report (those pgmedic can replay
+ * on another server connection); 0 otherwise. */
+int sql_parse_set(const char *q, size_t len, struct sql_set *out);
+
 #endif

@@ -27,6 +27,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < n; i++)
 		if (strlen(words[i]) >= 64)
 			abort();
+	struct sql_set ps;
+	if (sql_parse_set(q, size, &ps) == 1 && ps.kind == SQL_SET &&
+	    (ps.value < q || ps.value + ps.value_len > q + size || ps.value_len == 0))
+		abort();
 	char name[64];
 	if (sql_drop_database_target(q, size, name, sizeof(name)) == 1 && (name[0] == 0 || strlen(name) >= 64))
 		abort();
