@@ -226,13 +226,14 @@ static void set_str(char **dst, const char *v)
 	*dst = v ? strdup(v) : NULL;
 }
 
-/* Upserts name = sql (SQL text of the value) in a parameter list. */
+/* Upserts name = sql (SQL text of the value).  startup: it is the startup option. */
 static void kv_put(struct param_kv **list, size_t *n, const char *name, const char *sql, bool startup)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (strcasecmp((*list)[i].name, name) == 0) {
 			set_str(&(*list)[i].value, sql);
-			(*list)[i].startup = startup;
+			if (startup)
+				set_str(&(*list)[i].startup_value, sql);
 			return;
 		}
 	struct param_kv *nl = realloc(*list, (*n + 1) * sizeof(*nl));
@@ -241,32 +242,50 @@ static void kv_put(struct param_kv **list, size_t *n, const char *name, const ch
 	*list = nl;
 	nl[*n].name = strdup(name);
 	nl[*n].value = strdup(sql);
-	nl[*n].startup = startup;
-	if (!nl[*n].name || !nl[*n].value) {
+	nl[*n].startup_value = startup ? strdup(sql) : NULL;
+	if (!nl[*n].name || !nl[*n].value || (startup && !nl[*n].startup_value)) {
 		free(nl[*n].name);
 		free(nl[*n].value);
+		free(nl[*n].startup_value);
 		return;
 	}
 	(*n)++;
+}
+
+static void kv_del_at(struct param_kv **list, size_t *n, size_t i)
+{
+	free((*list)[i].name);
+	free((*list)[i].value);
+	free((*list)[i].startup_value);
+	(*list)[i] = (*list)[--*n];
 }
 
 static void kv_del(struct param_kv **list, size_t *n, const char *name)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (strcasecmp((*list)[i].name, name) == 0) {
-			free((*list)[i].name);
-			free((*list)[i].value);
-			(*list)[i] = (*list)[--*n];
+			kv_del_at(list, n, i);
 			return;
 		}
 }
 
-/* Removes every entry, or (keep_startup) those a SET made. */
+/* RESET of one entry: back to its startup value, or gone. */
+static void kv_reset_at(struct param_kv **list, size_t *n, size_t i)
+{
+	if ((*list)[i].startup_value)
+		set_str(&(*list)[i].value, (*list)[i].startup_value);
+	else
+		kv_del_at(list, n, i);
+}
+
 static void kv_clear(struct param_kv **list, size_t *n, bool keep_startup)
 {
-	for (size_t i = *n; i > 0; i--)
-		if (!keep_startup || !(*list)[i - 1].startup)
-			kv_del(list, n, (*list)[i - 1].name);
+	for (size_t i = *n; i > 0; i--) {
+		if (keep_startup)
+			kv_reset_at(list, n, i - 1);
+		else
+			kv_del_at(list, n, i - 1);
+	}
 }
 
 static void add_extra(struct client *cl, const char *name, const char *value)
@@ -294,10 +313,17 @@ static void set_apply(struct client *cl, struct server *sv, const struct set_cmd
 			kv_put(&sv->extra, &sv->nextra, c->name, c->value, false);
 		break;
 	case SQL_RESET:
-		/* The session default of a startup option is the startup value. */
+		if (c->tracked >= 0) {
+			/* A reported parameter returns to the client's startup value (the
+			 * server reported its own default; the next setup corrects it). */
+			set_str(&cl->want[c->tracked], cl->startup_want[c->tracked]);
+			break;
+		}
 		for (size_t i = 0; i < cl->nextra; i++)
-			if (strcasecmp(cl->extra[i].name, c->name) == 0 && !cl->extra[i].startup)
-				kv_del(&cl->extra, &cl->nextra, c->name);
+			if (strcasecmp(cl->extra[i].name, c->name) == 0) {
+				kv_reset_at(&cl->extra, &cl->nextra, i);
+				break;
+			}
 		if (sv)
 			kv_del(&sv->extra, &sv->nextra, c->name);
 		break;
@@ -314,11 +340,12 @@ void client_discard_all(struct client *cl, struct server *sv)
 	kv_clear(&cl->extra, &cl->nextra, true);
 	if (sv)
 		kv_clear(&sv->extra, &sv->nextra, false);
+	cl->restore_startup = true; /* reported parameters: at ReadyForQuery, after the server's reports */
 }
 
 bool client_tracks_sets(const struct client *cl)
 {
-	return cl->pending_set.kind || cl->ntx_sets;
+	return cl->pending_set.kind || cl->restore_startup;
 }
 
 void client_set_error(struct client *cl)
@@ -327,10 +354,17 @@ void client_set_error(struct client *cl)
 		cl->pending_set_failed = true;
 }
 
-void client_set_tag(struct client *cl, const uint8_t *tag, size_t len)
+static void pin(struct client *cl, unsigned bits, const char *why)
 {
-	if (cl->ntx_sets && len == 9 && memcmp(tag, "ROLLBACK", 9) == 0)
-		cl->tx_rolled_back = true;
+	if (!cl->pinned) {
+		cl->proxy->n_pinned++;
+		CLOG(LOG_INFO, cl, "pinned to server connection S-%llu until it disconnects or runs DISCARD ALL: %s",
+		     cl->server ? (unsigned long long)cl->server->id : 0ULL, why);
+	}
+	for (unsigned i = 0; i < 8; i++)
+		if ((bits & ~cl->pinned) & (1u << i))
+			cl->proxy->pins_total[i]++;
+	cl->pinned |= bits;
 }
 
 void client_settle_sets(struct client *cl, struct server *sv, char tx_status)
@@ -339,52 +373,31 @@ void client_settle_sets(struct client *cl, struct server *sv, char tx_status)
 		struct set_cmd c = cl->pending_set;
 		memset(&cl->pending_set, 0, sizeof(cl->pending_set));
 		if (cl->pending_set_failed || tx_status == 'E') {
-			set_cmd_free(&c);
+			/* refused: nothing changed */
 		} else if (tx_status == 'I') {
 			set_apply(cl, sv, &c);
-			set_cmd_free(&c);
 		} else {
-			/* Inside a transaction block: only a COMMIT makes it stick. */
-			struct set_cmd *n = realloc(cl->tx_sets, (cl->ntx_sets + 1) * sizeof(*n));
-			if (n) {
-				cl->tx_sets = n;
-				cl->tx_sets[cl->ntx_sets++] = c;
-			} else {
-				set_cmd_free(&c);
-			}
+			/* Inside a transaction block its fate depends on COMMIT, savepoints,
+			 * COMMIT AND CHAIN...: not modelled; the client keeps its server. */
+			pin(cl, SESS_SET, "SET inside a transaction block");
 		}
+		set_cmd_free(&c);
 		cl->pending_set_failed = false;
 	}
-	if (cl->ntx_sets && tx_status == 'T' && cl->tx_rolled_back) {
-		/* ROLLBACK TO SAVEPOINT: which SETs it undid is not worth modelling. */
-		cl->tx_rolled_back = false;
-		if (!cl->pinned) {
-			cl->proxy->n_pinned++;
-			cl->proxy->pins_total[0]++;
-			CLOG(LOG_INFO, cl, "pinned to its server connection: SET followed by ROLLBACK TO SAVEPOINT");
-		}
-		cl->pinned |= SESS_SET;
-		for (size_t i = 0; i < cl->ntx_sets; i++)
-			set_cmd_free(&cl->tx_sets[i]);
-		cl->ntx_sets = 0;
-	}
-	if (cl->ntx_sets && tx_status == 'I') {
-		bool commit = !cl->tx_rolled_back;
-		for (size_t i = 0; i < cl->ntx_sets; i++) {
-			if (commit)
-				set_apply(cl, sv, &cl->tx_sets[i]);
-			set_cmd_free(&cl->tx_sets[i]);
-		}
-		cl->ntx_sets = 0;
-		cl->tx_rolled_back = false;
+	if (cl->restore_startup && tx_status == 'I') {
+		cl->restore_startup = false;
+		for (int i = 0; i < PG_TRACKED_PARAMS; i++)
+			set_str(&cl->want[i], cl->startup_want[i]);
 	}
 }
 
 static void set_param(struct client *cl, const char *name, const char *value)
 {
 	int idx = pg_tracked_param_index(name);
-	if (idx >= 0)
+	if (idx >= 0) {
 		set_str(&cl->want[idx], value);
+		set_str(&cl->startup_want[idx], value);
+	}
 	else
 		add_extra(cl, name, value);
 }
@@ -998,10 +1011,12 @@ void client_unpin(struct client *cl, const char *why)
 static void check_session_state(struct client *cl, const uint8_t *q, size_t len, bool simple)
 {
 	struct sql_set ps;
-	if (simple && !cl->pending_set.kind && sql_parse_set((const char *)q, len, &ps)) {
-		/* A plain SET/RESET: replayed wherever the client goes, once the server
-		 * confirms it (client_settle_sets). */
+	if (simple && !cl->pending_set.kind && cl->pending_rfq == 0 && !cl->in_extended &&
+	    sql_parse_set((const char *)q, len, &ps)) {
+		/* A plain SET/RESET, alone on the wire: replayed wherever the client goes,
+		 * once its own ReadyForQuery confirms it (client_settle_sets). */
 		cl->pending_set.kind = (int)ps.kind;
+		cl->pending_set.tracked = ps.tracked;
 		cl->pending_set.name = strdup(ps.name);
 		cl->pending_set.value = ps.kind == SQL_SET ? strndup(ps.value, ps.value_len) : NULL;
 		cl->pending_set_failed = false;

@@ -58,20 +58,18 @@ static void free_client(struct client *cl)
 {
 	free(cl->user);
 	free(cl->database);
-	for (int i = 0; i < PG_TRACKED_PARAMS; i++)
+	for (int i = 0; i < PG_TRACKED_PARAMS; i++) {
 		free(cl->want[i]);
+		free(cl->startup_want[i]);
+	}
 	for (size_t i = 0; i < cl->nextra; i++) {
 		free(cl->extra[i].name);
 		free(cl->extra[i].value);
+		free(cl->extra[i].startup_value);
 	}
 	free(cl->extra);
 	free(cl->pending_set.name);
 	free(cl->pending_set.value);
-	for (size_t i = 0; i < cl->ntx_sets; i++) {
-		free(cl->tx_sets[i].name);
-		free(cl->tx_sets[i].value);
-	}
-	free(cl->tx_sets);
 	prep_client_free(cl);
 	if (cl->auth) {
 		OPENSSL_cleanse(cl->auth, sizeof(*cl->auth));
@@ -88,6 +86,7 @@ static void free_server(struct server *sv)
 	for (size_t i = 0; i < sv->nextra; i++) {
 		free(sv->extra[i].name);
 		free(sv->extra[i].value);
+		free(sv->extra[i].startup_value);
 	}
 	free(sv->extra);
 	prep_server_free(sv);

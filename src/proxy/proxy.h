@@ -56,12 +56,13 @@ const char *server_state_name(enum server_state s);
  * back (e.g. search_path from `options`): applied with SET on every link. */
 struct param_kv {
 	char *name, *value; /* value as SQL text: a quoted literal, or a SET's value as written */
-	bool startup;       /* from the startup packet: survives RESET ALL / DISCARD ALL */
+	char *startup_value; /* client lists: the startup option's value (what RESET returns to) */
 };
 
 /* A SET/RESET a transaction-mode client ran, replayed on its next server connections. */
 struct set_cmd {
 	int kind;            /* enum sql_set_kind */
+	int tracked;         /* RESET of a reported parameter: its index, else -1 */
 	char *name, *value;
 };
 
@@ -117,11 +118,10 @@ struct client {
 	bool admin;                 /* on the admin console (virtual database pgbouncer/pgmedic) */
 	bool admin_pause_wait;      /* PAUSE not answered yet */
 	uint64_t req_start_us, xact_start_us; /* for total_query_time / total_xact_time */
+	char *startup_want[PG_TRACKED_PARAMS]; /* reported parameters as set at startup */
+	bool restore_startup;       /* DISCARD ALL / RESET ALL ran: startup values come back */
 	struct set_cmd pending_set; /* sent, not yet confirmed by ReadyForQuery */
 	bool pending_set_failed;    /* an ErrorResponse came for it */
-	struct set_cmd *tx_sets;    /* confirmed inside a transaction block: kept if it commits */
-	size_t ntx_sets;
-	bool tx_rolled_back;        /* a ROLLBACK tag came for the current transaction */
 	unsigned pinned;            /* transaction mode: session state (sql/session.h bits)
 				     * keeps this client on its server connection */
 	struct timespec wait_start;
@@ -278,7 +278,6 @@ void client_unpin(struct client *cl, const char *why);
 void client_settle_sets(struct client *cl, struct server *sv, char tx_status);
 void client_set_error(struct client *cl);
 void client_discard_all(struct client *cl, struct server *sv);
-void client_set_tag(struct client *cl, const uint8_t *tag, size_t len);
 bool client_tracks_sets(const struct client *cl);
 /* auth_query answered: secret (NULL: no such user or no password), or error. */
 void client_auth_query_done(struct client *cl, const char *secret, const char *error);

@@ -45,6 +45,7 @@ static void free_extra(struct param_kv **kv, size_t *n)
 	for (size_t i = 0; i < *n; i++) {
 		free((*kv)[i].name);
 		free((*kv)[i].value);
+		free((*kv)[i].startup_value);
 	}
 	free(*kv);
 	*kv = NULL;
@@ -600,22 +601,20 @@ static void append_set(struct pg_buf *q, const char *name, const char *value)
 	pgb_raw(q, ";", 1);
 }
 
-/* SET name TO <sql>: the value already is SQL text (a literal, or as the client wrote it). */
+/* SET name TO <sql>: the value already is SQL text (a literal, or as the client
+ * wrote it in one statement PostgreSQL accepted).  The newline ends any trailing
+ * line comment of the value before the ';'. */
 static void append_set_sql(struct pg_buf *q, const char *name, const char *sql)
 {
-	if (!valid_guc_name(name) || strchr(sql, ';')) {
-		/* A ';' can only be inside a quoted value; keep the statement whole. */
-		bool quoted_only = sql[0] == '\'' || (sql[0] == 'E' && sql[1] == '\'');
-		if (!valid_guc_name(name) || !quoted_only) {
-			q->failed = true;
-			return;
-		}
+	if (!valid_guc_name(name)) {
+		q->failed = true;
+		return;
 	}
 	pgb_raw(q, "SET ", 4);
 	pgb_raw(q, name, strlen(name));
 	pgb_raw(q, " TO ", 4);
 	pgb_raw(q, sql, strlen(sql));
-	pgb_raw(q, ";", 1);
+	pgb_raw(q, "\n;", 2);
 }
 
 static void send_internal(struct server *sv, const char *sql, size_t len)
@@ -653,6 +652,7 @@ void server_begin_setup(struct server *sv, struct client *cl, bool check)
 			}
 			free(sv->extra[i].name);
 			free(sv->extra[i].value);
+			free(sv->extra[i].startup_value);
 			sv->extra[i] = sv->extra[--sv->nextra];
 			continue;
 		}
@@ -678,7 +678,7 @@ void server_begin_setup(struct server *sv, struct client *cl, bool check)
 		} else {
 			sv->extra[sv->nextra].name = strdup(cl->extra[i].name);
 			sv->extra[sv->nextra].value = strdup(cl->extra[i].value);
-			sv->extra[sv->nextra].startup = false;
+			sv->extra[sv->nextra].startup_value = NULL;
 			sv->nextra++;
 		}
 	}
@@ -897,8 +897,7 @@ void server_process(struct server *sv)
 			} else if (type == 'C' && cl && blen == 12 && memcmp(body, "DISCARD ALL", 12) == 0) {
 				client_unpin(cl, "DISCARD ALL"); /* every kind of session state is gone */
 				client_discard_all(cl, sv);
-			} else if (type == 'C' && cl && client_tracks_sets(cl)) {
-				client_set_tag(cl, body, blen);
+
 			} else if (type == 'S') {
 				handle_param_status(sv, body, blen);
 			} else if (type == 'E') {

@@ -129,6 +129,22 @@ static bool reported_param(const struct tok *t)
 	return pg_tracked_param_index(name) >= 0;
 }
 
+/* set_config('<reported parameter>', ...): ParameterStatus follows it, no pin
+ * (Django sets its time zone this way).  Looks ahead without consuming. */
+static bool set_config_of_reported(const struct scan *s0)
+{
+	struct scan s = *s0;
+	struct tok p, name;
+	if (!next_tok(&s, &p) || p.n != 1 || p.p[0] != '(' || !next_tok(&s, &name))
+		return false;
+	if (name.n < 3 || name.p[0] != '\'' || name.p[name.n - 1] != '\'' || name.n - 2 >= 64)
+		return false;
+	char buf[64];
+	memcpy(buf, name.p + 1, name.n - 2);
+	buf[name.n - 2] = 0;
+	return pg_tracked_param_index(buf) >= 0;
+}
+
 /* Classifies one statement whose first token is t; consumes it up to ';'. */
 static unsigned statement(struct scan *s, struct tok *t)
 {
@@ -195,7 +211,7 @@ static unsigned statement(struct scan *s, struct tok *t)
 			bits |= SESS_ADVISORY;
 		/* set_config(name, value, is_local): whether is_local is false is not
 		 * worth evaluating here; pin. */
-		if (is_kw(&a, "set_config"))
+		if (is_kw(&a, "set_config") && !set_config_of_reported(s))
 			bits |= SESS_SET;
 	}
 	return bits;
@@ -335,7 +351,13 @@ int sql_parse_set(const char *q, size_t len, struct sql_set *out)
 	while (next_tok(&s, &v))
 		if (!is_semi(&v))
 			return 0;
-	if (out->kind != SQL_RESET_ALL && pg_tracked_param_index(out->name) >= 0)
+	if (out->kind == SQL_SET && out->value_len == 7 && strncasecmp(out->value, "default", 7) == 0) {
+		out->kind = SQL_RESET; /* SET x TO DEFAULT is RESET x */
+		out->value = NULL;
+		out->value_len = 0;
+	}
+	out->tracked = out->kind == SQL_RESET_ALL ? -1 : pg_tracked_param_index(out->name);
+	if (out->tracked >= 0 && out->kind == SQL_SET)
 		return 0; /* reported: followed through ParameterStatus */
 	return 1;
 }

@@ -35,10 +35,11 @@ struct sql_set {
 	char name[64];        /* lower-cased (dotted custom names kept whole) */
 	const char *value;    /* SET: the value as written (into q) */
 	size_t value_len;
+	int tracked;          /* a reported parameter (RESET only): its index; else -1 */
 };
-/* 1 when q is exactly one `SET [SESSION] name {TO|=} value`, `RESET name` or
- * `RESET ALL` of a parameter PostgreSQL does not report (those pgmedic can replay
- * on another server connection); 0 otherwise. */
+/* 1 when q is exactly one `SET [SESSION] name {TO|=} value` of a parameter
+ * PostgreSQL does not report, `RESET name` (`SET name TO DEFAULT`) of any, or
+ * `RESET ALL`: what pgmedic can replay on another server connection; 0 otherwise. */
 int sql_parse_set(const char *q, size_t len, struct sql_set *out);
 
 #endif

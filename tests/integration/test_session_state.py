@@ -1,12 +1,17 @@
 """Session state in transaction pooling mode: pinning.
 
-A statement whose effect outlives its transaction (SET of an unreported
-parameter, SET ROLE, LISTEN, DECLARE ... WITH HOLD, CREATE TEMP, SQL PREPARE,
-session-level advisory locks) pins the client to its server connection until the
+A statement whose effect outlives its transaction (SET ROLE, LISTEN, DECLARE ...
+WITH HOLD, CREATE TEMP, SQL PREPARE, session-level advisory locks, and the SETs
+pgmedic cannot replay: set_config(..., false), SET inside a multi-statement query
+or sent with Parse, DO blocks) pins the client to its server connection until the
 client disconnects (then server_reset_query, DISCARD ALL, cleans the connection
 before it goes back to the pool) or runs DISCARD ALL successfully.  Reported
 parameters (TimeZone, application_name, ...) are followed through ParameterStatus
-instead and need no pin.
+instead and need no pin; a plain simple-protocol `SET name = value` of an
+unreported parameter is replayed on whichever server connection the client gets
+next and needs no pin either (test_set_replay.py covers it in depth; here the
+search_path and statement_timeout kinds check it against the same scenario as the
+pinning kinds).
 
 Every test runs pgmedic in transaction mode with a pool of one or two server
 connections so that clients really share server connections, and checks what
@@ -147,6 +152,24 @@ class Bg:
         return self.value
 
 
+def on_each_server(px, fn):
+    """pool_size 2: runs fn() once on each of the two server connections (an open
+    transaction of another client holds the other one); returns [(pid, fn())]."""
+    h1, h2 = px.connect(), px.connect()
+    p1, p2 = backend_pid(h1), backend_pid(h2)
+    assert p1 != p2
+    out = []
+    h1.commit()
+    out.append((p1, fn()))  # only p1 is free
+    assert backend_pid(h1) == p1
+    h2.commit()
+    out.append((p2, fn()))  # only p2 is free
+    h1.commit()
+    h1.close()
+    h2.close()
+    return out
+
+
 def still_waiting(bg, seconds):
     """True if bg is still blocked `seconds` from now."""
     bg.t.join(seconds)
@@ -224,13 +247,14 @@ def _b_advisory(b, direct):
 
 
 KINDS = {
+    # Plain SETs of unreported parameters: replayed, not pinned (replayed=True).
     "search_path": dict(
-        reason="set", sql=f"SET search_path = {SCHEMA}, public",
+        reason="set", sql=f"SET search_path = {SCHEMA}, public", replayed=True,
         a=lambda a, d, s: (one(a, "SHOW search_path") == f"{SCHEMA}, public")
         and one(a, "SELECT current_schema()") == SCHEMA,
         b=lambda b, d: one(b, "SHOW search_path") == DEFAULT_SEARCH_PATH),
     "statement_timeout": dict(
-        reason="set", sql="SET statement_timeout = '4321ms'",
+        reason="set", sql="SET statement_timeout = '4321ms'", replayed=True,
         a=lambda a, d, s: one(a, "SHOW statement_timeout") == "4321ms",
         b=lambda b, d: one(b, "SHOW statement_timeout") == "0"),
     "role": dict(
@@ -266,7 +290,11 @@ KINDS = {
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_state_stays_with_its_client_and_only_there(pgmedic, direct, objects, kind):
+    """Pinning kinds: A keeps its server connection, nobody else gets it.
+    Replayed kinds (plain SET): A's setting follows A to either server connection
+    across its transactions, B and D never see it, and nothing is pinned."""
     k = KINDS[kind]
+    replayed = k.get("replayed", False)
     px = pgmedic(pool_size=2, settings=SETTINGS)
     a, b, d = ac(px), ac(px), ac(px)
     # Before the pin both server connections have served everyone.
@@ -278,34 +306,70 @@ def test_state_stays_with_its_client_and_only_there(pgmedic, direct, objects, ki
     run(a, k["sql"])
     a_pid = backend_pid(a)
     after, pinned = pin_state(px)
-    assert pinned == 1
-    assert after == {r: before[r] + (r == k["reason"]) for r in REASONS}, (before, after)
+    if replayed:
+        assert pinned == 0
+        assert after == before, (before, after)  # pgmedic_pins_total{reason="set"} did not move
+    else:
+        assert pinned == 1
+        assert after == {r: before[r] + (r == k["reason"]) for r in REASONS}, (before, after)
 
+    a_pids = {a_pid}
+    others_pids = set()
     bt = px.connect()  # B inside a transaction block: holds the other server
     n = 0
     for step in range(3):
-        # B's transaction holds one server while A runs: A must stay on its own.
+        # B's transaction holds one server while A runs: A must stay on its own
+        # (pinned) or run on the other one with its setting replayed.
         b_pid = backend_pid(bt)
-        assert b_pid != a_pid
+        if not replayed:
+            assert b_pid != a_pid
         assert k["b"](bt, direct), f"{kind}: B (in a transaction) sees A's state"
         assert k["a"](a, direct, n), f"{kind}: A lost its state at step {step}"
         n += 1
-        assert backend_pid(a) == a_pid
+        pid = backend_pid(a)
+        if replayed:
+            assert pid != b_pid
+            a_pids.add(pid)
+        else:
+            assert pid == a_pid
+        others_pids.add(b_pid)
         bt.commit()
-        # Autocommit clients never get A's server while A is connected.
+        # Autocommit clients never get A's server while A is connected (pinned), or
+        # get it without A's setting (replayed).
         for c in (b, d):
-            assert backend_pid(c) != a_pid
+            pid = backend_pid(c)
+            if not replayed:
+                assert pid != a_pid
+            others_pids.add(pid)
             assert k["b"](c, direct), f"{kind}: another client sees A's state"
         assert k["a"](a, direct, n), f"{kind}: A lost its state at step {step}"
         n += 1
-        assert backend_pid(a) == a_pid
+        pid = backend_pid(a)
+        if replayed:
+            a_pids.add(pid)
+        else:
+            assert pid == a_pid
 
-    # One log line for A's pin, naming the statement.
-    lines = pin_lines(px, a)
-    assert len(lines) == 1, lines
-    assert k["sql"] in lines[0]
-    assert len(pin_lines(px)) == 1
-    assert pin_state(px) == (after, 1)
+    if replayed:
+        # Whichever server connection each runs on: A with its setting, the others without.
+        for c in (a, b, d):
+            want = k["a"] if c is a else (lambda x, dd, s: k["b"](x, dd))
+            res = on_each_server(px, lambda: (backend_pid(c), want(c, direct, n), backend_pid(c)))
+            for held_free, (p1, ok, p2) in res:
+                assert p1 == p2 == held_free
+                assert ok, f"{kind}: wrong state on server {held_free} for {'A' if c is a else 'another client'}"
+                (a_pids if c is a else others_pids).add(p1)
+        assert len(a_pids) == 2 and a_pids == others_pids, (a_pids, others_pids)
+        # No pin, no log line.
+        assert pin_lines(px) == []
+        assert pin_state(px) == (before, 0)
+    else:
+        # One log line for A's pin, naming the statement.
+        lines = pin_lines(px, a)
+        assert len(lines) == 1, lines
+        assert k["sql"] in lines[0]
+        assert len(pin_lines(px)) == 1
+        assert pin_state(px) == (after, 1)
 
     a.close()
     wait_unpinned(px)
@@ -412,8 +476,10 @@ def test_failed_discard_all_does_not_unpin(pgmedic, direct, objects):
     a, b = px.connect(), ac(px)  # A not autocommit: psycopg2 sends BEGIN first
     run(b, "SELECT 1")
     a.autocommit = True
-    run(a, f"SET search_path = {SCHEMA}, public")
+    # A pinning SET (a plain SET would be replayed instead of pinning).
+    run(a, f"SELECT set_config('search_path', '{SCHEMA}, public', false)")
     a_pid = backend_pid(a)
+    assert pin_state(px)[1] == 1
     a.autocommit = False
 
     waiter = Bg(lambda: clean_state_row(b))
@@ -511,9 +577,11 @@ def test_pin_metrics_and_log_lines(pgmedic, objects):
         now, _ = pin_state(px)
         return {r: now[r] - base[r] for r in REASONS if now[r] != base[r]}
 
-    run(a, "SET search_path = public")
+    run(a, "SET search_path = public")          # plain SET: replayed, no pin
+    assert delta() == {} and pin_state(px)[1] == 0
+    run(a, "SELECT set_config('search_path', 'public', false)")
     assert delta() == {"set": 1} and pin_state(px)[1] == 1
-    run(a, "SET statement_timeout = '5s'")      # same kind again: no new count
+    run(a, "SELECT set_config('statement_timeout', '5s', false)")  # same kind again: no new count
     run(a, "SET search_path = public")
     assert delta() == {"set": 1}
     run(a, f"LISTEN {CHANNEL}")                  # new kind for A
@@ -529,7 +597,7 @@ def test_pin_metrics_and_log_lines(pgmedic, objects):
     assert pin_state(px)[1] == 2
 
     la, lb = pin_lines(px, a), pin_lines(px, b)
-    assert len(la) == 1 and "SET search_path = public" in la[0], la
+    assert len(la) == 1 and "SELECT set_config('search_path', 'public', false)" in la[0], la
     assert len(lb) == 1 and f"listen {CHANNEL}" in lb[0], lb
     assert pin_lines(px, e) == []
     assert len(pin_lines(px)) == 2
@@ -590,7 +658,7 @@ def test_pinned_client_losing_its_server_is_unpinned(pgmedic, direct, objects):
     the client gets an error and is closed; the pinned-clients gauge must follow."""
     px = pgmedic(pool_size=1, settings=SETTINGS)
     a = ac(px)
-    run(a, "SET search_path = public")
+    run(a, "SELECT set_config('search_path', 'public', false)")
     a_pid = backend_pid(a)
     assert pin_state(px)[1] == 1
     assert one(direct, "SELECT pg_terminate_backend(%s)", (a_pid,)) is True
@@ -604,11 +672,13 @@ def test_pinned_client_losing_its_server_is_unpinned(pgmedic, direct, objects):
 
 
 def test_extended_protocol_pins_and_discard_all_unpins(pgmedic, objects):
-    """psycopg 3 sends statements with Parse/Bind/Execute."""
+    """psycopg 3 sends statements with Parse/Bind/Execute when asked to (binary
+    results, or parameters; a statement without parameters would go as a simple
+    Query, where a plain SET is replayed instead of pinned)."""
     px = pgmedic(pool_size=1, settings=SETTINGS)
     a = px.connect3(autocommit=True)
     b = ac(px)
-    a.execute(f"SET search_path = {SCHEMA}, public")
+    a.execute(f"SET search_path = {SCHEMA}, public", binary=True)
     a_pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
     assert pin_state(px)[1] == 1
     waiter = Bg(lambda: clean_state_row(b))
@@ -626,7 +696,7 @@ def test_pinning_does_not_depend_on_max_prepared_statements(pgmedic, objects):
     px = pgmedic(pool_size=1, settings=dict(SETTINGS, max_prepared_statements=0))
     a, b = ac(px), ac(px)
     run(b, "SELECT 1")
-    run(a, f"SET search_path = {SCHEMA}, public")
+    run(a, f"SELECT set_config('search_path', '{SCHEMA}, public', false)")
     waiter = Bg(lambda: one(b, "SHOW search_path"))
     if not still_waiting(waiter, 1.0):
         pytest.fail(f"A not pinned: B ran on A's server and saw search_path = {waiter.value!r} "

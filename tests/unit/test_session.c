@@ -46,6 +46,7 @@ static void test_other_statements(void **state)
 	assert_int_equal(st("SELECT pg_advisory_unlock(42)"), 0);
 	assert_int_equal(st("SELECT * FROM t WHERE a = 1"), 0);
 	assert_int_equal(st("SELECT set_config('search_path', 'x', false)"), SESS_SET);
+	assert_int_equal(st("SELECT set_config('TimeZone', 'UTC', false)"), 0); /* Django's */
 	assert_int_equal(st("DO $$ BEGIN PERFORM 1; END $$"), SESS_SET);
 	assert_int_equal(st(""), 0);
 }
@@ -90,6 +91,13 @@ static void test_parse_set(void **state)
 	assert_int_equal(sql_parse_set(q, strlen(q), &ps), 1);
 	assert_int_equal(ps.kind, SQL_RESET_ALL);
 	/* not replayable: left to sql_session_state (pin) or followed elsewhere */
+	q = "SET work_mem TO DEFAULT";
+	assert_int_equal(sql_parse_set(q, strlen(q), &ps), 1);
+	assert_int_equal(ps.kind, SQL_RESET);
+	assert_int_equal(ps.tracked, -1);
+	q = "RESET application_name";
+	assert_int_equal(sql_parse_set(q, strlen(q), &ps), 1);
+	assert_int_equal(ps.tracked, 5);
 	const char *no[] = {"SET LOCAL work_mem = '1MB'", "SET TIME ZONE 'UTC'", "SET ROLE x",
 			    "SET SESSION AUTHORIZATION x", "SET application_name = 'x'", "SET a = 1; SET b = 2",
 			    "SET a = 1; SELECT 1", "SET a", "SET a TO", "SELECT 1", "SET TRANSACTION READ ONLY", ""};
