@@ -36,9 +36,6 @@ static void header(struct evbuffer *b, const char *name, const char *type, const
 	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-#define FOR_POOLS(p, pool)                                                                  \
-	for (struct list *it_ = (p)->pools.next; it_ != &(p)->pools; it_ = it_->next)       \
-		for (struct pool *pool = list_entry(it_, struct pool, node); pool; pool = NULL)
 
 static void per_pool_u64(struct proxy *p, struct evbuffer *b, const char *name, const char *type, const char *help,
 			 size_t off)

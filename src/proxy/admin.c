@@ -137,9 +137,6 @@ static char *fmt(char buf[][40], int *k, long long x)
 	return s;
 }
 
-#define FOR_POOLS(p, var)                                                                   \
-	for (struct list *var##_it = (p)->pools.next; var##_it != &(p)->pools; var##_it = var##_it->next) \
-		for (struct pool *var = list_entry(var##_it, struct pool, node); var; var = NULL)
 
 static void show_pools(struct client *cl)
 {
@@ -178,6 +175,18 @@ static void show_pools(struct client *cl)
 	rs_finish(cl, &r);
 }
 
+/* The SHOW STATS columns of src, added to dst (pools of one database). */
+static void stats_add(struct pool_stats *dst, const struct pool_stats *src)
+{
+	dst->transactions += src->transactions;
+	dst->queries += src->queries;
+	dst->bytes_in += src->bytes_in;
+	dst->bytes_out += src->bytes_out;
+	dst->xact_us += src->xact_us;
+	dst->query_us += src->query_us;
+	dst->wait_us_total += src->wait_us_total;
+}
+
 static void show_stats(struct client *cl)
 {
 	static const char *const names[] = {"database", "total_xact_count", "total_query_count", "total_received",
@@ -204,20 +213,8 @@ static void show_stats(struct client *cl)
 		{
 			if (strcmp(q->database, pool->database) != 0)
 				continue;
-			t.transactions += q->stats.transactions;
-			t.queries += q->stats.queries;
-			t.bytes_in += q->stats.bytes_in;
-			t.bytes_out += q->stats.bytes_out;
-			t.xact_us += q->stats.xact_us;
-			t.query_us += q->stats.query_us;
-			t.wait_us_total += q->stats.wait_us_total;
-			a.transactions += q->avg.transactions;
-			a.queries += q->avg.queries;
-			a.bytes_in += q->avg.bytes_in;
-			a.bytes_out += q->avg.bytes_out;
-			a.xact_us += q->avg.xact_us;
-			a.query_us += q->avg.query_us;
-			a.wait_us_total += q->avg.wait_us_total;
+			stats_add(&t, &q->stats);
+			stats_add(&a, &q->avg);
 		}
 		char buf[40][40];
 		int k = 0;

@@ -290,12 +290,9 @@ void pool_release_server(struct client *cl)
 	cl->server = NULL;
 	sv->client = NULL;
 	pool_client_move(cl, CL_IDLE);
-	if (cl->close_after_release) {
-		pool_server_ready(sv);
-		client_fatal(cl, "57P01", "terminating connection: pgmedic is shutting down");
-		return;
-	}
 	pool_server_ready(sv);
+	if (cl->close_after_release)
+		client_fatal(cl, "57P01", "terminating connection: pgmedic is shutting down");
 }
 
 void pool_welcome_ready(struct pool *pool)

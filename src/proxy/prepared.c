@@ -244,9 +244,6 @@ size_t prep_bytes_needed(uint8_t type, uint32_t len)
 {
 	size_t total = (size_t)len + 1;
 	switch (type) {
-	case 'Q':
-		/* Read whole (up to 1 MiB) to see whether it creates session state. */
-		return total <= (1u << 20) ? total : 6;
 	case 'B':
 		/* Only the portal and statement names (each < NAMEDATALEN) are read. */
 		return total < 5 + 2 * 64 ? total : 5 + 2 * 64;

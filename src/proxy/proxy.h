@@ -237,6 +237,11 @@ struct proxy {
 	struct evhttp *http;
 };
 
+/* for (each pool `var` of proxy p) — usable nested with different names. */
+#define FOR_POOLS(p, var)                                                                              \
+	for (struct list *var##_it = (p)->pools.next; var##_it != &(p)->pools; var##_it = var##_it->next) \
+		for (struct pool *var = list_entry(var##_it, struct pool, node); var; var = NULL)
+
 double now_sec(void);
 uint64_t now_us(void);
 /* Unpredictable bytes (BackendKeyData): drawn from OpenSSL in 4 KiB batches, since

@@ -806,9 +806,9 @@ void server_process(struct server *sv)
 		/* With expectations queued, ParseComplete/CloseComplete may have to be
 		 * dropped and CommandComplete tags (DISCARD ALL) read. */
 		/* CommandComplete tags matter in transaction mode (DISCARD ALL, ROLLBACK). */
-		bool pinned = sv->state == SV_ACTIVE && sv->client && sv->pool->mode == POOL_TRANSACTION;
+		bool txmode = sv->state == SV_ACTIVE && sv->client && sv->pool->mode == POOL_TRANSACTION;
 		bool inspect = sv->state != SV_ACTIVE || type == 'Z' || type == 'S' || type == 'E' ||
-			       (tcl && (type == '1' || type == '3' || type == 'C')) || (pinned && type == 'C');
+			       (tcl && (type == '1' || type == '3' || type == 'C')) || (txmode && type == 'C');
 		bool stream = false;
 		if (!whole) {
 			if (inspect && total <= SERVER_WHOLE_MAX) {
