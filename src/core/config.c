@@ -168,6 +168,22 @@ static int int_value(const char *label, const char *value, long min, long max, i
 	return 0;
 }
 
+static int bool_value(const char *label, const char *value, bool *out, char *err, size_t errlen)
+{
+	static const char *const yes[] = {"1", "on", "true", "yes", NULL}, *const no[] = {"0", "off", "false", "no", NULL};
+	for (int i = 0; yes[i]; i++)
+		if (strcasecmp(value, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+	for (int i = 0; no[i]; i++)
+		if (strcasecmp(value, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	return fail(err, errlen, "%s: expected on or off, got '%s'", label, value);
+}
+
 static int port_value(const char *label, const char *value, int *out, char *err, size_t errlen)
 {
 	long v;
@@ -1017,6 +1033,16 @@ static int set_key(struct config *c, const char *key, const char *value, const c
 		return int_value(label, value, 0, 100000, &c->max_prepared_statements, err, errlen);
 	if (strcasecmp(key, "max_client_conn") == 0)
 		return int_value(label, value, 1, INT_MAX, &c->max_client_conn, err, errlen);
+	if (strcasecmp(key, "profile") == 0)
+		return bool_value(label, value, &c->profile, err, errlen);
+	if (strcasecmp(key, "keep_literals") == 0)
+		return bool_value(label, value, &c->keep_literals, err, errlen);
+	if (strcasecmp(key, "max_fingerprints") == 0)
+		return int_value(label, value, 10, 1000000, &c->max_fingerprints, err, errlen);
+	if (strcasecmp(key, "max_routes") == 0)
+		return int_value(label, value, 10, 100000, &c->max_routes, err, errlen);
+	if (strcasecmp(key, "metrics_top_fingerprints") == 0)
+		return int_value(label, value, 0, 1000, &c->metrics_top_fingerprints, err, errlen);
 	if (strcasecmp(key, "server_reset_query") == 0) {
 		if (set_str(&c->server_reset_query, value) < 0)
 			return fail(err, errlen, "out of memory");
@@ -1085,6 +1111,11 @@ void config_init(struct config *c)
 	c->max_prepared_statements = 200;
 	c->auth_query = strdup("SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
 	c->max_client_conn = 10000;
+	c->profile = true;
+	c->keep_literals = false;
+	c->max_fingerprints = 5000;
+	c->max_routes = 1000;
+	c->metrics_top_fingerprints = 20;
 	c->query_wait_timeout = 120;
 	c->server_connect_timeout = 15;
 	c->server_idle_timeout = 600;
@@ -1292,7 +1323,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 enum {
 	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_POOL_MODE, OPT_POOL_SIZE, OPT_MIN_POOL_SIZE,
 	OPT_MAX_CLIENT_CONN, OPT_HTTP, OPT_AUTH_TYPE, OPT_AUTH_FILE, OPT_CONFIG, OPT_LOG_LEVEL,
-	OPT_SET,
+	OPT_SET, OPT_KEEP_LITERALS,
 };
 
 static const struct option long_options[] = {
@@ -1308,6 +1339,7 @@ static const struct option long_options[] = {
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"set", required_argument, NULL, OPT_SET},
+	{"keep-literals", no_argument, NULL, OPT_KEEP_LITERALS},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -1394,6 +1426,9 @@ int config_parse_args(struct config *c, int argc, char **argv, char *err, size_t
 			break;
 		case 'v':
 			rc = record_flag(c, "log_level", "debug", "--verbose", err, errlen);
+			break;
+		case OPT_KEEP_LITERALS:
+			rc = record_flag(c, "keep_literals", "on", "--keep-literals", err, errlen);
 			break;
 		case OPT_CONFIG:
 			if (!*optarg)
@@ -1639,7 +1674,10 @@ void config_print_help(const char *argv0)
 "  --pool-size N           server connections per database/user pair (default 20)\n"
 "  --min-pool-size N       server connections kept open even when idle (default 0)\n"
 "  --max-client-conn N     client connections accepted (default 10000)\n"
-"  --http HOST:PORT        serve /metrics and /health over HTTP (default off)\n"
+"  --http HOST:PORT        serve /metrics, /health and the JSON API (/api/queries,\n"
+"                          /api/routes, /api/models) over HTTP (default off)\n"
+"  --keep-literals         keep literal values in query examples (default: replaced\n"
+"                          by $n placeholders, since literals can be personal data)\n"
 "  --auth-type TYPE        client authentication: scram-sha-256 (default), md5, trust\n"
 "  --auth-file FILE        users and passwords, PgBouncer userlist.txt format\n"
 "  --config FILE           ini file: [pgmedic] (or [pgbouncer]) and [databases];\n"

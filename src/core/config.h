@@ -68,6 +68,13 @@ struct config {
 	int min_pool_size;         /* default 0 */
 	int max_prepared_statements; /* per server connection, transaction mode; default 200; 0 = no mapping */
 	int max_client_conn;       /* default 10000 */
+
+	/* profiling (src/insight/) */
+	bool profile;              /* default on */
+	bool keep_literals;        /* examples keep their literal values; default off */
+	int max_fingerprints;      /* statistics entries kept; default 5000 */
+	int max_routes;            /* routes kept; default 1000 */
+	int metrics_top_fingerprints; /* fingerprints with their own /metrics series; default 20 */
 	double query_wait_timeout;     /* seconds, default 120; 0 = forever */
 	double server_connect_timeout; /* default 15 */
 	double server_idle_timeout;    /* default 600; 0 = never */

@@ -1,4 +1,5 @@
-/* http.h - the HTTP endpoint (--http): /metrics in Prometheus text format. */
+/* http.h - the HTTP endpoint (--http): /metrics in Prometheus text format, /health
+ * and the JSON API (api.c). */
 #ifndef PGMEDIC_HTTP_H
 #define PGMEDIC_HTTP_H
 
@@ -13,5 +14,9 @@ int http_start(struct proxy *p, const char *host, int port, char *err, size_t er
 void http_stop(struct proxy *p);
 /* Renders every metric into buf (pure: reads proxy state only). */
 void metrics_render(struct proxy *p, struct evbuffer *buf);
+/* /api/...: answers req and returns true when path is an API path (api.c). */
+struct evhttp_request;
+#include <stdbool.h>
+bool api_handle(struct proxy *p, struct evhttp_request *req, const char *path);
 
 #endif

@@ -4,6 +4,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http/http.h"
@@ -47,6 +48,103 @@ static void per_pool_u64(struct proxy *p, struct evbuffer *b, const char *name, 
 		pool_labels(b, pool);
 		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)*(const uint64_t *)((const char *)&pool->stats + off));
 	}
+}
+
+static int cmp_total_desc(const void *a, const void *b)
+{
+	const struct qstat *x = *(const struct qstat *const *)a, *y = *(const struct qstat *const *)b;
+	if (x->total_us != y->total_us)
+		return x->total_us < y->total_us ? 1 : -1;
+	return x->fp < y->fp ? -1 : x->fp > y->fp;
+}
+
+static void fp_labels(struct evbuffer *b, const struct qstat *q)
+{
+	char query[121];
+	snprintf(query, sizeof(query), "%s", q->query);
+	evbuffer_add_printf(b, "{fingerprint=\"%016llx\",database=\"", (unsigned long long)q->fp);
+	put_label(b, q->database);
+	evbuffer_add_printf(b, "\",user=\"");
+	put_label(b, q->user);
+	evbuffer_add_printf(b, "\",query=\"");
+	put_label(b, query);
+	evbuffer_add_printf(b, "\"");
+}
+
+/* Totals, and per-fingerprint series for the top metrics_top_fingerprints by
+ * total time only: label cardinality stays bounded however many statements run. */
+static void profile_metrics(struct proxy *p, struct evbuffer *b)
+{
+	const struct stats_store *s = &p->prof.store;
+	size_t used = 0, routes = 0;
+	for (size_t i = 0; i < s->nq; i++)
+		used += s->q[i].used && s->q[i].calls;
+	for (size_t i = 0; i < s->nr; i++)
+		routes += s->r[i].used && s->r[i].calls;
+	header(b, "pgmedic_profile_statements_total", "counter", "Statements profiled (simple Queries and Executes).");
+	evbuffer_add_printf(b, "pgmedic_profile_statements_total %llu\n", (unsigned long long)s->calls);
+	header(b, "pgmedic_profile_statement_errors_total", "counter", "Profiled statements that failed.");
+	evbuffer_add_printf(b, "pgmedic_profile_statement_errors_total %llu\n", (unsigned long long)s->errors);
+	header(b, "pgmedic_profile_statement_seconds_total", "counter", "Server time of profiled statements.");
+	evbuffer_add_printf(b, "pgmedic_profile_statement_seconds_total %.6f\n", (double)s->total_us / 1e6);
+	header(b, "pgmedic_profile_fingerprints", "gauge", "Fingerprints with statistics (bounded by max_fingerprints).");
+	evbuffer_add_printf(b, "pgmedic_profile_fingerprints %zu\n", used);
+	header(b, "pgmedic_profile_fingerprints_evicted_total", "counter", "Least-used fingerprints evicted to make room.");
+	evbuffer_add_printf(b, "pgmedic_profile_fingerprints_evicted_total %llu\n", (unsigned long long)s->evicted);
+	header(b, "pgmedic_profile_routes", "gauge", "Routes with statistics (bounded by max_routes).");
+	evbuffer_add_printf(b, "pgmedic_profile_routes %zu\n", routes);
+
+	int top = p->cfg->metrics_top_fingerprints;
+	if (top <= 0 || used == 0)
+		return;
+	const struct qstat **v = malloc(used * sizeof(*v));
+	if (!v)
+		return;
+	size_t n = 0;
+	for (size_t i = 0; i < s->nq; i++)
+		if (s->q[i].used && s->q[i].calls)
+			v[n++] = &s->q[i];
+	qsort(v, n, sizeof(*v), cmp_total_desc);
+	if (n > (size_t)top)
+		n = (size_t)top;
+	header(b, "pgmedic_query_calls_total", "counter", "Calls of the top fingerprints by total time.");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add_printf(b, "pgmedic_query_calls_total");
+		fp_labels(b, v[i]);
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)v[i]->calls);
+	}
+	header(b, "pgmedic_query_errors_total", "counter", "Failed calls of the top fingerprints.");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add_printf(b, "pgmedic_query_errors_total");
+		fp_labels(b, v[i]);
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)v[i]->errors);
+	}
+	header(b, "pgmedic_query_rows_total", "counter", "Rows returned or affected by the top fingerprints.");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add_printf(b, "pgmedic_query_rows_total");
+		fp_labels(b, v[i]);
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)v[i]->rows);
+	}
+	static const double le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+	header(b, "pgmedic_query_duration_seconds", "histogram", "Server time of the top fingerprints' calls.");
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < sizeof(le) / sizeof(le[0]); k++) {
+			evbuffer_add_printf(b, "pgmedic_query_duration_seconds_bucket");
+			fp_labels(b, v[i]);
+			evbuffer_add_printf(b, ",le=\"%g\"} %llu\n", le[k],
+					    (unsigned long long)hist_count_le(v[i]->hist, le[k] * 1e6));
+		}
+		evbuffer_add_printf(b, "pgmedic_query_duration_seconds_bucket");
+		fp_labels(b, v[i]);
+		evbuffer_add_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)v[i]->hist->count);
+		evbuffer_add_printf(b, "pgmedic_query_duration_seconds_sum");
+		fp_labels(b, v[i]);
+		evbuffer_add_printf(b, "} %.6f\n", (double)v[i]->total_us / 1e6);
+		evbuffer_add_printf(b, "pgmedic_query_duration_seconds_count");
+		fp_labels(b, v[i]);
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)v[i]->hist->count);
+	}
+	free(v);
 }
 
 void metrics_render(struct proxy *p, struct evbuffer *b)
@@ -156,6 +254,7 @@ void metrics_render(struct proxy *p, struct evbuffer *b)
 	evbuffer_add_printf(b, "pgmedic_clients_pinned %d\n", p->n_pinned);
 	header(b, "pgmedic_protocol_errors_total", "counter", "Malformed packets from clients (connection closed).");
 	evbuffer_add_printf(b, "pgmedic_protocol_errors_total %llu\n", (unsigned long long)p->bad_packets);
+	profile_metrics(p, b);
 }
 
 static void http_cb(struct evhttp_request *req, void *arg)
@@ -168,6 +267,22 @@ static void http_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	char path[64];
+	size_t pl = strcspn(uri, "?");
+	snprintf(path, sizeof(path), "%.*s", (int)(pl < sizeof(path) ? pl : sizeof(path) - 1), uri);
+	if (strncmp(path, "/api/", 5) == 0) {
+		if (!api_handle(p, req, path)) {
+			evbuffer_add_printf(b, "not found\n");
+			evhttp_send_reply(req, 404, "Not Found", b);
+		}
+		evbuffer_free(b);
+		return;
+	}
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+		evhttp_send_reply(req, 405, "Method Not Allowed", b);
+		evbuffer_free(b);
+		return;
+	}
 	if (strcmp(uri, "/metrics") == 0 || strncmp(uri, "/metrics?", 9) == 0) {
 		metrics_render(p, b);
 		evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
@@ -177,7 +292,12 @@ static void http_cb(struct evhttp_request *req, void *arg)
 		evhttp_add_header(h, "Content-Type", "text/plain");
 		evhttp_send_reply(req, p->shutting_down ? 503 : 200, p->shutting_down ? "Service Unavailable" : "OK", b);
 	} else if (strcmp(uri, "/") == 0) {
-		evbuffer_add_printf(b, "pgmedic %s\n/metrics  Prometheus metrics\n/health   liveness\n", PGMEDIC_VERSION);
+		evbuffer_add_printf(b,
+				    "pgmedic %s\n/metrics       Prometheus metrics\n/health        liveness\n"
+				    "/api/queries  statistics per fingerprint (?sort=total_time|calls|mean|p95|errors&limit=N)\n"
+				    "/api/routes   statistics per route (?sort=total_time|requests|calls&limit=N)\n"
+				    "/api/models   the ORM model map (POST from manage.py pgmedic_models)\n",
+				    PGMEDIC_VERSION);
 		evhttp_add_header(h, "Content-Type", "text/plain");
 		evhttp_send_reply(req, 200, "OK", b);
 	} else {
@@ -194,7 +314,8 @@ int http_start(struct proxy *p, const char *host, int port, char *err, size_t er
 		snprintf(err, errlen, "cannot create HTTP server");
 		return -1;
 	}
-	evhttp_set_allowed_methods(p->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_allowed_methods(p->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+	evhttp_set_max_body_size(p->http, 16 << 20); /* the ORM model map of a large project */
 	evhttp_set_timeout(p->http, 10);
 	evhttp_set_gencb(p->http, http_cb, p);
 	if (evhttp_bind_socket(p->http, host, (uint16_t)port) != 0) {

@@ -199,6 +199,7 @@ void client_close(struct client *cl, const char *reason)
 		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing: %s", reason);
 	authq_forget_client(cl);
 	client_unlink_server(cl);
+	prof_client_free(&p->prof, &cl->prof);
 	if (cl->pinned) {
 		/* Its server went first (or it had none): the pin ends with the client. */
 		cl->pinned = 0;
@@ -345,13 +346,15 @@ void client_discard_all(struct client *cl, struct server *sv)
 
 bool client_tracks_sets(const struct client *cl)
 {
-	return cl->pending_set.kind || cl->restore_startup;
+	return cl->pending_set.kind || cl->restore_startup || cl->pending_release;
 }
 
 void client_set_error(struct client *cl)
 {
 	if (cl->pending_set.kind)
 		cl->pending_set_failed = true;
+	if (cl->pending_release)
+		cl->pending_release_failed = true;
 }
 
 static void pin(struct client *cl, unsigned bits, const char *why)
@@ -383,6 +386,22 @@ void client_settle_sets(struct client *cl, struct server *sv, char tx_status)
 		}
 		set_cmd_free(&c);
 		cl->pending_set_failed = false;
+	}
+	if (cl->pending_release && cl->pending_rfq == 0) {
+		/* Outside a transaction block and without an error, the state is gone for
+		 * good (inside one, a ROLLBACK could bring it back: keep the pin). */
+		unsigned bits = cl->pending_release;
+		cl->pending_release = 0;
+		if (!cl->pending_release_failed && tx_status == 'I' && (cl->pinned & bits)) {
+			cl->pinned &= ~bits;
+			if (!cl->pinned) {
+				char why[80];
+				snprintf(why, sizeof(why), "its last session state (%s) is gone", sess_state_name(bits));
+				cl->pinned = bits; /* client_unpin logs and counts */
+				client_unpin(cl, why);
+			}
+		}
+		cl->pending_release_failed = false;
 	}
 	if (cl->restore_startup && tx_status == 'I') {
 		cl->restore_startup = false;
@@ -974,6 +993,8 @@ void client_linked(struct client *cl)
 		if (us > pool->stats.wait_us_max)
 			pool->stats.wait_us_max = us;
 		cl->wait_start.tv_sec = 0;
+		if (cl->proxy->prof.on)
+			prof_client_waited(&cl->prof, us);
 	}
 	conn_want_read(&cl->c, true);
 	client_process(cl);
@@ -1024,6 +1045,14 @@ static void check_session_state(struct client *cl, const uint8_t *q, size_t len,
 			return;
 		set_cmd_free(&cl->pending_set); /* out of memory: pin instead */
 	}
+	if (simple && cl->pinned && cl->pending_rfq == 0 && !cl->in_extended) {
+		unsigned rel = sql_session_release((const char *)q, len);
+		if (rel & cl->pinned) {
+			cl->pending_release = rel;
+			cl->pending_release_failed = false;
+			return;
+		}
+	}
 	unsigned bits = sql_session_state((const char *)q, strnlen((const char *)q, len));
 	if (!bits || (cl->pinned & bits) == bits)
 		return;
@@ -1071,9 +1100,18 @@ static void check_drop_database(struct client *cl, const uint8_t *q, size_t len)
 	}
 }
 
-/* Request accounting: what the pool needs to know to release the server. */
-static void account(struct client *cl, struct server *sv, uint8_t type)
+/* Request accounting: what the pool needs to know to release the server, and
+ * what the profiler needs to time statements.  m: the message (header included),
+ * have: bytes of it in memory. */
+static void account(struct client *cl, struct server *sv, uint8_t type, const uint8_t *m, size_t have, uint32_t len)
 {
+	struct profiler *pr = &cl->proxy->prof;
+	if (pr->on && have >= 5 && len >= 4) {
+		struct prof_ident id = {cl->pool->database, cl->pool->user,
+					pr->app_param >= 0 ? cl->want[pr->app_param] : NULL};
+		size_t blen = have - 5 < (size_t)len - 4 ? have - 5 : (size_t)len - 4;
+		prof_client_msg(pr, &cl->prof, &id, type, m + 5, blen, now_us());
+	}
 	if (cl->pending_rfq == 0 && !cl->in_extended && (type == 'Q' || type == 'P' || type == 'B' || type == 'E' ||
 							 type == 'F' || type == 'S'))
 		cl->req_start_us = now_us();
@@ -1192,11 +1230,13 @@ void client_process(struct client *cl)
 		/* Session state matters in transaction mode whether or not statement names
 		 * are mapped. */
 		bool txmode = cl->pool->mode == POOL_TRANSACTION;
+		/* The profiler reads Query and Parse texts whole (up to 1 MiB). */
+		bool whole_text = txmode || cl->proxy->prof.on;
 		if (type == 'Q' && avail - pos >= total) {
 			check_drop_database(cl, d + pos + 5, len - 4);
 			if (txmode)
 				check_session_state(cl, d + pos + 5, len - 4, true);
-		} else if (type == 'Q' && txmode && total <= (1u << 20)) {
+		} else if ((type == 'Q' || type == 'P') && whole_text && avail - pos < total && total <= (1u << 20)) {
 			/* Read it whole (up to 1 MiB) to look for session state first. */
 			if (conn_in_reserve(&cl->c, pos + total, (1u << 20) + 4096) < 0) {
 				client_fatal(cl, "53200", "out of memory");
@@ -1243,7 +1283,7 @@ void client_process(struct client *cl)
 					client_fatal(cl, "53200", "out of memory");
 					return;
 				}
-				account(cl, sv, type);
+				account(cl, sv, type, d + pos, avail - pos, len);
 				cl->pool->stats.bytes_in += pos + (size_t)used;
 				conn_in_consume(&cl->c, pos + (size_t)used);
 				cl->stream_left = left;
@@ -1257,7 +1297,25 @@ void client_process(struct client *cl)
 				return;
 			}
 		}
-		account(cl, sv, type);
+		account(cl, sv, type, d + pos, avail - pos, len);
+		if (type == 'E' && cl->proxy->prof.on && avail - pos >= total &&
+		    !(avail - pos > total && (d[pos + total] == 'S' || d[pos + total] == 'H'))) {
+			/* PostgreSQL holds an extended-protocol batch's results until its Sync:
+			 * a Flush after each Execute of a pipeline lets each be timed on its own.
+			 * (An Execute followed by its Sync, the common case, gets none.) */
+			if (!staged) {
+				pgb_reset(&cl->stage);
+				staged = true;
+			}
+			pgb_raw(&cl->stage, d, pos + total);
+			pgb_raw(&cl->stage, (const uint8_t *)"H\0\0\0\4", 5);
+			cl->pool->stats.bytes_in += pos + total;
+			conn_in_consume(&cl->c, pos + total);
+			d = conn_in_data(&cl->c);
+			avail = conn_in_avail(&cl->c);
+			pos = 0;
+			continue;
+		}
 		if (avail - pos >= total) {
 			pos += total;
 		} else {

@@ -249,6 +249,11 @@ int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int
 	list_init(&p->admin_clients);
 	list_init(&p->authq_conns);
 	p->stats_period_start = now_sec();
+	if (prof_init(&p->prof, cfg->profile, cfg->keep_literals, (size_t)cfg->max_fingerprints,
+		      (size_t)cfg->max_routes) < 0) {
+		snprintf(err, errlen, "out of memory for %d fingerprints", cfg->max_fingerprints);
+		return -1;
+	}
 	if (cfg->auth_file && userlist_load(&p->users, cfg->auth_file, err, errlen) < 0)
 		return -1;
 	if (load_tls(p, cfg, &p->client_tls, &p->server_tls, err, errlen) < 0)
@@ -360,6 +365,9 @@ int proxy_reload(struct proxy *p)
 	log_set_level((enum log_level)nc->log_level);
 	config_free(p->cfg);
 	*p->cfg = *nc; /* same address: every object keeps its pointer to the config */
+	/* Profiling can be turned on and off; table sizes need a restart. */
+	p->prof.on = p->cfg->profile;
+	p->prof.keep_literals = p->cfg->keep_literals;
 	free(nc);
 	list_for_each_safe(it, tmp, &p->pools)
 	{
@@ -447,4 +455,5 @@ void proxy_free(struct proxy *p)
 		SSL_CTX_free(p->server_tls);
 	userlist_free(&p->users);
 	scram_cache_clear(p);
+	prof_free(&p->prof);
 }

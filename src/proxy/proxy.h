@@ -38,6 +38,7 @@
 #include "core/config.h"
 #include "core/list.h"
 #include "core/userlist.h"
+#include "insight/profile.h"
 #include "net/conn.h"
 #include "pg/proto.h"
 #include "pg/scram.h"
@@ -124,8 +125,12 @@ struct client {
 	bool pending_set_failed;    /* an ErrorResponse came for it */
 	unsigned pinned;            /* transaction mode: session state (sql/session.h bits)
 				     * keeps this client on its server connection */
+	unsigned pending_release;   /* pinned state a Query alone on the wire removes
+				     * (UNLISTEN *, CLOSE ALL...): dropped at its ReadyForQuery */
+	bool pending_release_failed;
 	struct timespec wait_start;
 	double connect_time, last_active;
+	struct prof_client *prof;   /* profiler state, from the first statement on */
 };
 
 struct server {
@@ -207,6 +212,7 @@ struct scram_cache {
 };
 
 struct proxy {
+	struct profiler prof;            /* query statistics (insight/profile.h) */
 	struct pstmt_registry pstmts;    /* every statement known, by text + types */
 	uint8_t rand_pool[4096];         /* CSPRNG output handed out in small pieces */
 	size_t rand_left;

@@ -807,8 +807,9 @@ void server_process(struct server *sv)
 		 * dropped and CommandComplete tags (DISCARD ALL) read. */
 		/* CommandComplete tags matter in transaction mode (DISCARD ALL, ROLLBACK). */
 		bool txmode = sv->state == SV_ACTIVE && sv->client && sv->pool->mode == POOL_TRANSACTION;
+		bool profiled = sv->state == SV_ACTIVE && sv->client && sv->client->prof;
 		bool inspect = sv->state != SV_ACTIVE || type == 'Z' || type == 'S' || type == 'E' ||
-			       (tcl && (type == '1' || type == '3' || type == 'C')) || (txmode && type == 'C');
+			       (tcl && (type == '1' || type == '3' || type == 'C')) || ((txmode || profiled) && type == 'C');
 		bool stream = false;
 		if (!whole) {
 			if (inspect && total <= SERVER_WHOLE_MAX) {
@@ -859,6 +860,8 @@ void server_process(struct server *sv)
 		if (sv->state == SV_ACTIVE) {
 			struct client *cl = sv->client;
 			pos += total;
+			if (profiled && (type == 'C' || type == 'E' || type == 'Z' || type == 'I' || type == 's'))
+				prof_server_msg(&sv->proxy->prof, cl->prof, type, body, blen, now_us());
 			if (type == 'Z') {
 				char before = sv->tx_status;
 				sv->tx_status = blen >= 1 ? (char)body[0] : 'I';

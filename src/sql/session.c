@@ -230,6 +230,39 @@ unsigned sql_session_state(const char *q, size_t len)
 	return bits;
 }
 
+unsigned sql_session_release(const char *q, size_t len)
+{
+	struct scan s = {q, strnlen(q, len), 0};
+	struct tok t[6];
+	size_t n = 0;
+	struct tok x;
+	while (next_tok(&s, &x)) {
+		if (is_semi(&x)) {
+			while (next_tok(&s, &x))
+				if (!is_semi(&x))
+					return 0; /* more than one statement */
+			break;
+		}
+		if (n == 6)
+			return 0;
+		t[n++] = x;
+	}
+	bool star = n == 2 && t[1].n == 1 && t[1].p[0] == '*';
+	if (n == 2 && is_kw(&t[0], "unlisten") && star)
+		return SESS_LISTEN;
+	if (n == 2 && is_kw(&t[0], "close") && is_kw(&t[1], "all"))
+		return SESS_HOLD_CURSOR;
+	if (n >= 2 && is_kw(&t[0], "deallocate") && is_kw(&t[n - 1], "all") &&
+	    (n == 2 || (n == 3 && is_kw(&t[1], "prepare"))))
+		return SESS_PREPARE;
+	if (n == 2 && is_kw(&t[0], "discard") && (is_kw(&t[1], "temp") || is_kw(&t[1], "temporary")))
+		return SESS_TEMP;
+	if (n == 4 && is_kw(&t[0], "select") && is_kw(&t[1], "pg_advisory_unlock_all") && t[2].n == 1 &&
+	    t[2].p[0] == '(' && t[3].n == 1 && t[3].p[0] == ')')
+		return SESS_ADVISORY;
+	return 0;
+}
+
 const char *sess_state_name(unsigned bits)
 {
 	static const char *names[] = {"SET", "SET ROLE", "LISTEN", "WITH HOLD cursor", "temporary table",

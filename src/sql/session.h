@@ -20,6 +20,12 @@ enum sess_state {
 
 /* Bit set of the session state the text creates (0 for none). */
 unsigned sql_session_state(const char *q, size_t len);
+/* The session state a statement removes entirely, when q is exactly one of:
+ * UNLISTEN * (LISTEN), CLOSE ALL (WITH HOLD cursors), DEALLOCATE [PREPARE] ALL
+ * (PREPARE), DISCARD TEMP[ORARY] (temporary tables), SELECT pg_advisory_unlock_all()
+ * (advisory locks).  0 for anything else: statements that remove one channel,
+ * cursor, statement, table or lock leave the rest, which is not tracked by name. */
+unsigned sql_session_release(const char *q, size_t len);
 /* Short human name of the lowest bit set ("SET", "LISTEN", ...). */
 const char *sess_state_name(unsigned bits);
 

@@ -21,6 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (bits >> 7)
 		abort(); /* only the seven documented bits exist */
 	(void)sess_state_name(bits);
+	if (sql_session_release(q, size) & ~0x7fu)
+		abort();
 	char words[4][64];
 	bool trailing;
 	size_t n = sql_words(q, size, words, 4, &trailing);

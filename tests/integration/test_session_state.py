@@ -718,3 +718,70 @@ def test_set_config_session_level_does_not_leak(pgmedic, objects):
             f"A's session-level set_config leaked to B (pgmedic_clients_pinned = {pin_state(px)[1]})"
     a.close()
     assert waiter.result(5) == DEFAULT_SEARCH_PATH
+
+
+# ------------------------------------------------------------------ statements that remove state
+
+RELEASES = {
+    "listen": (f"LISTEN {CHANNEL}", "UNLISTEN *", f"UNLISTEN {CHANNEL}"),
+    "hold_cursor": ("DECLARE pgm_rel_c CURSOR WITH HOLD FOR SELECT 1", "CLOSE ALL", "CLOSE pgm_rel_c"),
+    "prepare": ("PREPARE pgm_rel_p AS SELECT 1", "DEALLOCATE ALL", "DEALLOCATE pgm_rel_p"),
+    "temp_table": ("CREATE TEMP TABLE pgm_rel_tmp (v int)", "DISCARD TEMP", "DROP TABLE pgm_rel_tmp"),
+    "advisory_lock": (f"SELECT pg_advisory_lock({LOCK_KEY})", "SELECT pg_advisory_unlock_all()",
+                      f"SELECT pg_advisory_unlock({LOCK_KEY})"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RELEASES))
+def test_statement_removing_all_state_unpins(pgmedic, direct, objects, kind):
+    """UNLISTEN *, CLOSE ALL, DEALLOCATE ALL, DISCARD TEMP and pg_advisory_unlock_all()
+    remove every instance of their kind of state: alone on the wire, outside a
+    transaction block and successful, they unpin.  Removing one named instance does
+    not (the others are not tracked by name), nor does the same statement inside a
+    transaction block (a ROLLBACK would bring the state back)."""
+    create, release_all, release_one = RELEASES[kind]
+    px = pgmedic(pool_size=1, settings=SETTINGS)
+    a, b = ac(px), ac(px)
+    run(b, "SELECT 1")
+    run(a, create)
+    a_pid = backend_pid(a)
+    assert pin_state(px)[1] == 1
+    waiter = Bg(lambda: clean_state_row(b))
+    assert still_waiting(waiter, 0.5), f"B ran on A's pinned server: {waiter.value or waiter.error}"
+
+    run(a, release_one)
+    assert still_waiting(waiter, 0.5), f"{release_one} unpinned A"
+    run(a, create)
+    a.autocommit = False
+    run(a, release_all)
+    a.commit()
+    a.autocommit = True
+    assert still_waiting(waiter, 0.5), f"{release_all} inside a transaction block unpinned A"
+    assert pin_state(px)[1] == 1
+    run(a, create)
+
+    run(a, release_all)
+    row = waiter.result(5)
+    assert row[0] == a_pid and row[1:] == CLEAN
+    assert pin_state(px)[1] == 0
+    lines = [l for l in px.stderr_text().splitlines() if "unpinned from its server connection" in l]
+    assert len(lines) == 1 and "is gone" in lines[0], lines
+    # an ordinary transaction-mode client again: A and B share the one server
+    assert backend_pid(a) == backend_pid(b) == a_pid
+    if kind == "advisory_lock":
+        assert advisory_holders(direct, LOCK_KEY) == []
+
+
+def test_release_of_one_kind_keeps_a_pin_of_another(pgmedic, direct, objects):
+    px = pgmedic(pool_size=1, settings=SETTINGS)
+    a, b = ac(px), ac(px)
+    run(b, "SELECT 1")
+    run(a, f"LISTEN {CHANNEL}")
+    run(a, "CREATE TEMP TABLE pgm_rel_tmp (v int)")
+    waiter = Bg(lambda: clean_state_row(b))
+    run(a, "UNLISTEN *")
+    assert still_waiting(waiter, 0.5), "A was unpinned with its temporary table still there"
+    assert one(a, "SELECT count(*) FROM pgm_rel_tmp") == 0
+    run(a, "DISCARD TEMP")
+    assert waiter.result(5)[1:] == CLEAN
+    assert pin_state(px)[1] == 0

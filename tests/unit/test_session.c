@@ -121,9 +121,38 @@ static void test_every_prefix_is_safe(void **state)
 	assert_int_equal(st(q), SESS_SET | SESS_HOLD_CURSOR);
 }
 
+static unsigned rel(const char *q) { return sql_session_release(q, strlen(q)); }
+
+static void test_release(void **state)
+{
+	(void)state;
+	assert_int_equal(rel("UNLISTEN *"), SESS_LISTEN);
+	assert_int_equal(rel("unlisten * ;"), SESS_LISTEN);
+	assert_int_equal(rel("UNLISTEN jobs"), 0);
+	assert_int_equal(rel("CLOSE ALL"), SESS_HOLD_CURSOR);
+	assert_int_equal(rel("CLOSE c"), 0);
+	assert_int_equal(rel("DEALLOCATE ALL"), SESS_PREPARE);
+	assert_int_equal(rel("deallocate prepare all"), SESS_PREPARE);
+	assert_int_equal(rel("DEALLOCATE p"), 0);
+	assert_int_equal(rel("DISCARD TEMP"), SESS_TEMP);
+	assert_int_equal(rel("DISCARD TEMPORARY"), SESS_TEMP);
+	assert_int_equal(rel("DISCARD PLANS"), 0);
+	assert_int_equal(rel("SELECT pg_advisory_unlock_all()"), SESS_ADVISORY);
+	assert_int_equal(rel("select PG_ADVISORY_UNLOCK_ALL ( ) -- done"), SESS_ADVISORY);
+	assert_int_equal(rel("SELECT pg_advisory_unlock_all(), pg_advisory_lock(1)"), 0);
+	assert_int_equal(rel("SELECT pg_advisory_unlock(1)"), 0);
+	/* only a statement alone */
+	assert_int_equal(rel("UNLISTEN *; LISTEN x"), 0);
+	assert_int_equal(rel("CLOSE ALL; SELECT 1"), 0);
+	assert_int_equal(rel("/* c */ DISCARD TEMP;;"), SESS_TEMP);
+	assert_int_equal(rel(""), 0);
+	assert_int_equal(rel("'UNLISTEN *'"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_release),
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_other_statements),
 		cmocka_unit_test(test_quoting_and_multi_statements),

@@ -1,0 +1,484 @@
+/* profile.c - per-client statement tracking for the statistics store (see
+ * profile.h).  Called on the event loop for every forwarded request and every
+ * answer that ends one; O(1) per message apart from normalizing a text. */
+#include "insight/profile.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "pg/proto.h"
+#include "sql/normalize.h"
+
+#define PROF_MAX_EVENTS 65536     /* a deeper pipeline stops this client's profiling */
+#define PROF_MAX_TEXT (1u << 20)  /* longer texts are fingerprinted by their first MiB */
+
+int prof_init(struct profiler *pr, bool on, bool keep_literals, size_t max_fingerprints, size_t max_routes)
+{
+	memset(pr, 0, sizeof(*pr));
+	pr->on = on;
+	pr->keep_literals = keep_literals;
+	pr->app_param = pg_tracked_param_index("application_name");
+	pr->bufcap = 64 * 1024;
+	pr->buf = malloc(pr->bufcap);
+	if (!pr->buf || stats_init(&pr->store, max_fingerprints, max_routes) < 0) {
+		free(pr->buf);
+		pr->buf = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void prof_free(struct profiler *pr)
+{
+	for (size_t i = 0; i < PROF_CACHE; i++)
+		free(pr->cache[i].query);
+	free(pr->buf);
+	if (pr->models)
+		json_decref(pr->models);
+	stats_free(&pr->store);
+	memset(pr, 0, sizeof(*pr));
+}
+
+static bool ref_qs_valid(const struct prof_ref *r)
+{
+	return r->qs && r->qs->used && r->qs->gen == r->qgen;
+}
+
+static struct route *ref_route(const struct prof_ref *r)
+{
+	return r->rt && r->rt->used && r->rt->gen == r->rgen ? r->rt : NULL;
+}
+
+/* Route and request id from the text's sqlcommenter tags; else application_name. */
+static void tags_route(struct profiler *pr, const struct sql_norm *n, const struct prof_ident *id, struct prof_ref *out)
+{
+	const struct sql_tag *route = NULL, *controller = NULL, *req = NULL;
+	for (int i = 0; i < n->ntags && i < SQL_MAX_TAGS; i++) {
+		const struct sql_tag *t = &n->tags[i];
+		if (t->key_len == 5 && memcmp(t->key, "route", 5) == 0)
+			route = t;
+		else if (t->key_len == 10 && memcmp(t->key, "controller", 10) == 0)
+			controller = t;
+		else if (t->key_len == 10 && memcmp(t->key, "request_id", 10) == 0)
+			req = t;
+	}
+	char name[512], ctl[512];
+	ctl[0] = 0;
+	if (controller)
+		sql_tag_decode(controller->val, controller->val_len, ctl, sizeof(ctl));
+	struct route *rt = NULL;
+	if (route) {
+		sql_tag_decode(route->val, route->val_len, name, sizeof(name));
+		rt = stats_route(&pr->store, name, ROUTE_TAG, ctl);
+	} else if (controller) {
+		rt = stats_route(&pr->store, ctl, ROUTE_CONTROLLER, ctl);
+	} else if (id->app && *id->app) {
+		rt = stats_route(&pr->store, id->app, ROUTE_APP, NULL);
+	}
+	out->rt = rt;
+	out->rgen = rt ? rt->gen : 0;
+	out->req = req && req->val_len ? XXH3_64bits(req->val, req->val_len) | 1 : 0;
+}
+
+/* Normalizes a statement text into its statistics entry and route. */
+static void resolve(struct profiler *pr, const struct prof_ident *id, const char *text, size_t len,
+		    struct prof_ref *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (len > PROF_MAX_TEXT)
+		len = PROF_MAX_TEXT;
+	uint64_t h = XXH3_64bits(text, len) | 1;
+	struct prof_cache_ent *ce = &pr->cache[h & (PROF_CACHE - 1)];
+	if (ce->h == h && ce->len == len) {
+		/* A text seen before (a parameterized statement): no normalizing. */
+		pr->cache_hits++;
+		struct qstat *qs = stats_qstat_find(&pr->store, ce->fp, id->database, id->user);
+		if (!qs)
+			qs = stats_qstat(&pr->store, ce->fp, id->database, id->user, ce->query, strlen(ce->query), text,
+					 len);
+		struct route *rt = ce->rt && ce->rt->used && ce->rt->gen == ce->rgen ? ce->rt : NULL;
+		if (!rt && !ce->rt && id->app && *id->app)
+			rt = stats_route(&pr->store, id->app, ROUTE_APP, NULL);
+		out->qs = qs;
+		out->qgen = qs ? qs->gen : 0;
+		out->rt = rt;
+		out->rgen = rt ? rt->gen : 0;
+		out->req = ce->req;
+		if (ce->rt && !rt) {
+			/* The tag's route was evicted since: resolve it again next time. */
+			ce->h = 0;
+		}
+		return;
+	}
+	size_t need = SQL_NORM_BOUND(len);
+	if (need > pr->bufcap) {
+		char *nb = realloc(pr->buf, need);
+		if (!nb)
+			return;
+		pr->buf = nb;
+		pr->bufcap = need;
+	}
+	struct sql_norm n;
+	if (sql_normalize(text, len, pr->buf, pr->bufcap, &n) < 0)
+		return;
+	pr->normalized++;
+	struct qstat *qs = stats_qstat(&pr->store, n.fingerprint, id->database, id->user, pr->buf, n.len, text, len);
+	tags_route(pr, &n, id, out);
+	out->qs = qs;
+	out->qgen = qs ? qs->gen : 0;
+	/* Texts without constants are the ones that repeat (extended protocol,
+	 * prepared statements): remember them.  Texts with inlined literals rarely do. */
+	if (n.nconst == 0 && qs) {
+		pr->cache_misses++;
+		char *copy = malloc(n.len + 1);
+		if (copy) {
+			memcpy(copy, pr->buf, n.len + 1);
+			free(ce->query);
+			ce->query = copy;
+			ce->h = h;
+			ce->len = (uint32_t)len;
+			ce->fp = n.fingerprint;
+			/* An application_name route is per client, not per text. */
+			bool tagged = out->rt && out->rt->source != ROUTE_APP;
+			ce->rt = tagged ? out->rt : NULL;
+			ce->rgen = tagged ? out->rgen : 0;
+			ce->req = out->req;
+		}
+	}
+}
+
+static struct prof_client *client_state(struct prof_client **pcp)
+{
+	if (!*pcp)
+		*pcp = calloc(1, sizeof(**pcp));
+	return *pcp;
+}
+
+static struct prof_named *named_find(struct prof_named *v, uint32_t n, const char *name, size_t len, uint64_t h)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (v[i].h == h && strlen(v[i].name) == len && memcmp(v[i].name, name, len) == 0)
+			return &v[i];
+	return NULL;
+}
+
+static void named_put(struct prof_named **v, uint32_t *n, uint32_t *cap, const char *name, size_t len,
+		      const struct prof_ref *ref)
+{
+	uint64_t h = XXH3_64bits(name, len);
+	struct prof_named *e = named_find(*v, *n, name, len, h);
+	if (e) {
+		e->ref = *ref;
+		return;
+	}
+	if (*n == *cap) {
+		uint32_t nc = *cap ? *cap * 2 : 8;
+		struct prof_named *nv = realloc(*v, nc * sizeof(*nv));
+		if (!nv)
+			return;
+		*v = nv;
+		*cap = nc;
+	}
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return;
+	memcpy(copy, name, len);
+	copy[len] = 0;
+	(*v)[*n] = (struct prof_named){.h = h, .name = copy, .ref = *ref};
+	(*n)++;
+}
+
+static void named_del(struct prof_named *v, uint32_t *n, const char *name, size_t len)
+{
+	struct prof_named *e = named_find(v, *n, name, len, XXH3_64bits(name, len));
+	if (!e)
+		return;
+	free(e->name);
+	*e = v[--(*n)];
+}
+
+static struct prof_ref *stmt_ref(struct prof_client *pc, const char *name, size_t len)
+{
+	if (len == 0)
+		return &pc->unnamed_stmt;
+	struct prof_named *e = named_find(pc->stmts, pc->nstmts, name, len, XXH3_64bits(name, len));
+	return e ? &e->ref : NULL;
+}
+
+static struct prof_ref *portal_ref(struct prof_client *pc, const char *name, size_t len)
+{
+	if (len == 0)
+		return &pc->unnamed_portal;
+	struct prof_named *e = named_find(pc->portals, pc->nportals, name, len, XXH3_64bits(name, len));
+	return e ? &e->ref : NULL;
+}
+
+static void request_end(struct prof_client *pc)
+{
+	if (!pc->in_req)
+		return;
+	if (pc->req_rt && pc->req_rt->used && pc->req_rt->gen == pc->req_rgen)
+		stats_request_done(pc->req_rt, pc->req_us);
+	pc->in_req = false;
+	pc->req = 0;
+	pc->req_rt = NULL;
+	pc->req_us = 0;
+}
+
+/* A statement of a (possibly new) request arrived. */
+static void request_track(struct prof_client *pc, const struct prof_ref *ref)
+{
+	if (!ref->req || (pc->in_req && pc->req == ref->req))
+		return;
+	request_end(pc);
+	struct route *rt = ref_route(ref);
+	pc->in_req = true;
+	pc->req = ref->req;
+	pc->req_rt = rt;
+	pc->req_rgen = rt ? rt->gen : 0;
+	pc->req_us = 0;
+	if (rt)
+		stats_request_begin(rt);
+}
+
+static void push(struct profiler *pr, struct prof_client *pc, uint8_t kind, const struct prof_ref *ref, uint64_t now)
+{
+	if (pc->n == pc->cap) {
+		uint32_t nc = pc->cap ? pc->cap * 2 : 8;
+		struct prof_ev *nv = nc <= PROF_MAX_EVENTS ? malloc(nc * sizeof(*nv)) : NULL;
+		if (!nv) {
+			/* Cannot follow this client any more: forget what is pending. */
+			pr->desyncs++;
+			pc->n = 0;
+			pc->head = 0;
+			return;
+		}
+		for (uint32_t i = 0; i < pc->n; i++)
+			nv[i] = pc->ev[(pc->head + i) % pc->cap];
+		free(pc->ev);
+		pc->ev = nv;
+		pc->cap = nc;
+		pc->head = 0;
+	}
+	struct prof_ev *e = &pc->ev[(pc->head + pc->n) % pc->cap];
+	memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->start_us = now;
+	if (ref)
+		e->ref = *ref;
+	if (kind == PEV_QUERY || kind == PEV_EXEC) {
+		e->wait_us = pc->pending_wait_us;
+		pc->pending_wait_us = 0;
+		request_track(pc, &e->ref);
+	}
+	pc->n++;
+}
+
+static struct prof_ev *front(struct prof_client *pc)
+{
+	return pc->n ? &pc->ev[pc->head] : NULL;
+}
+
+static void pop(struct prof_client *pc)
+{
+	pc->head = (pc->head + 1) % pc->cap;
+	if (--pc->n == 0)
+		pc->head = 0;
+}
+
+/* The front event ended now: record it (unless record is false) and pop it. */
+static void finish(struct profiler *pr, struct prof_client *pc, bool record, uint64_t now)
+{
+	struct prof_ev *e = front(pc);
+	uint64_t start = e->start_us > pc->last_end_us ? e->start_us : pc->last_end_us;
+	uint64_t dur = now > start ? now - start : 0;
+	pc->last_end_us = now;
+	if (record && ref_qs_valid(&e->ref)) {
+		stats_record(&pr->store, e->ref.qs, ref_route(&e->ref), dur, e->wait_us, e->rows,
+			     e->failed ? e->sqlstate : NULL);
+		if (pc->in_req && e->ref.req == pc->req)
+			pc->req_us += dur + e->wait_us;
+	}
+	pop(pc);
+}
+
+/* Reads the NUL-terminated string at *p within [.., end): its length, or -1. */
+static long cstr(const uint8_t *p, const uint8_t *end)
+{
+	const uint8_t *z = memchr(p, 0, (size_t)(end - p));
+	return z ? (long)(z - p) : -1;
+}
+
+void prof_client_msg(struct profiler *pr, struct prof_client **pcp, const struct prof_ident *id, uint8_t type,
+		     const uint8_t *body, size_t have, uint64_t now)
+{
+	if (!strchr("QPBECSF", type) || !type)
+		return;
+	struct prof_client *pc = client_state(pcp);
+	if (!pc)
+		return;
+	const uint8_t *end = body + have;
+	switch (type) {
+	case 'Q': {
+		long n = cstr(body, end);
+		struct prof_ref ref;
+		resolve(pr, id, (const char *)body, n >= 0 ? (size_t)n : have, &ref);
+		push(pr, pc, PEV_QUERY, &ref, now);
+		break;
+	}
+	case 'P': {
+		long nl = cstr(body, end);
+		if (nl < 0)
+			break;
+		const uint8_t *text = body + nl + 1;
+		long tl = cstr(text, end);
+		struct prof_ref ref;
+		resolve(pr, id, (const char *)text, tl >= 0 ? (size_t)tl : (size_t)(end - text), &ref);
+		if (nl == 0)
+			pc->unnamed_stmt = ref;
+		else
+			named_put(&pc->stmts, &pc->nstmts, &pc->capstmts, (const char *)body, (size_t)nl, &ref);
+		break;
+	}
+	case 'B': {
+		long pl = cstr(body, end);
+		if (pl < 0)
+			break;
+		long sl = cstr(body + pl + 1, end);
+		if (sl < 0)
+			break;
+		struct prof_ref *st = stmt_ref(pc, (const char *)body + pl + 1, (size_t)sl);
+		struct prof_ref none = {0};
+		if (pl == 0)
+			pc->unnamed_portal = st ? *st : none;
+		else
+			named_put(&pc->portals, &pc->nportals, &pc->capportals, (const char *)body, (size_t)pl,
+				  st ? st : &none);
+		break;
+	}
+	case 'E': {
+		long pl = cstr(body, end);
+		struct prof_ref *pr_ = pl >= 0 ? portal_ref(pc, (const char *)body, (size_t)pl) : NULL;
+		push(pr, pc, PEV_EXEC, pr_, now);
+		break;
+	}
+	case 'C': {
+		if (have < 2)
+			break;
+		long nl = cstr(body + 1, end);
+		if (nl < 0)
+			break;
+		if (body[0] == 'S' && nl > 0)
+			named_del(pc->stmts, &pc->nstmts, (const char *)body + 1, (size_t)nl);
+		else if (body[0] == 'P' && nl > 0)
+			named_del(pc->portals, &pc->nportals, (const char *)body + 1, (size_t)nl);
+		break;
+	}
+	case 'S':
+		push(pr, pc, PEV_SYNC, NULL, now);
+		break;
+	case 'F':
+		push(pr, pc, PEV_FUNC, NULL, now);
+		break;
+	}
+}
+
+void prof_client_waited(struct prof_client **pcp, uint64_t us)
+{
+	struct prof_client *pc = client_state(pcp);
+	if (pc)
+		pc->pending_wait_us += us;
+}
+
+/* Rows from a CommandComplete tag: the last number ("SELECT 5", "INSERT 0 5"). */
+static uint64_t tag_rows(const uint8_t *b, size_t n)
+{
+	while (n && b[n - 1] == 0)
+		n--;
+	size_t i = n;
+	while (i && b[i - 1] >= '0' && b[i - 1] <= '9')
+		i--;
+	if (i == n || (i && b[i - 1] != ' '))
+		return 0;
+	uint64_t v = 0;
+	for (; i < n; i++)
+		v = v * 10 + (uint64_t)(b[i] - '0');
+	return v;
+}
+
+void prof_server_msg(struct profiler *pr, struct prof_client *pc, uint8_t type, const uint8_t *body, size_t blen,
+		     uint64_t now)
+{
+	if (!pc || !pc->n)
+		return;
+	struct prof_ev *e = front(pc);
+	switch (type) {
+	case 'C':
+		if (e->kind == PEV_QUERY) {
+			e->rows += body ? tag_rows(body, blen) : 0;
+		} else if (e->kind == PEV_EXEC) {
+			e->rows = body ? tag_rows(body, blen) : 0;
+			finish(pr, pc, true, now);
+		}
+		break;
+	case 's': /* PortalSuspended: a partial fetch is one call */
+		if (e->kind == PEV_EXEC)
+			finish(pr, pc, true, now);
+		break;
+	case 'I': /* EmptyQueryResponse: nothing ran */
+		if (e->kind == PEV_EXEC)
+			finish(pr, pc, false, now);
+		break;
+	case 'E': {
+		struct pg_error_fields ef;
+		const char *code = body && pg_parse_error(body, blen, &ef) == 0 && ef.sqlstate ? ef.sqlstate : "XX000";
+		if (e->kind == PEV_QUERY || e->kind == PEV_FUNC) {
+			e->failed = true;
+			snprintf(e->sqlstate, sizeof(e->sqlstate), "%.5s", code);
+		} else if (e->kind == PEV_EXEC) {
+			e->failed = true;
+			snprintf(e->sqlstate, sizeof(e->sqlstate), "%.5s", code);
+			finish(pr, pc, true, now);
+			/* The server skips the rest of the batch up to its Sync. */
+			while (pc->n && front(pc)->kind == PEV_EXEC)
+				pop(pc);
+		}
+		break;
+	}
+	case 'Z':
+		/* Executes still queued here were never answered: the stream is not
+		 * what this queue expected; drop them. */
+		while (pc->n && front(pc)->kind == PEV_EXEC) {
+			pr->desyncs++;
+			pop(pc);
+		}
+		if (pc->n) {
+			e = front(pc);
+			finish(pr, pc, e->kind == PEV_QUERY, now);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+void prof_client_free(struct profiler *pr, struct prof_client **pcp)
+{
+	struct prof_client *pc = *pcp;
+	(void)pr;
+	if (!pc)
+		return;
+	request_end(pc);
+	for (uint32_t i = 0; i < pc->nstmts; i++)
+		free(pc->stmts[i].name);
+	for (uint32_t i = 0; i < pc->nportals; i++)
+		free(pc->portals[i].name);
+	free(pc->stmts);
+	free(pc->portals);
+	free(pc->ev);
+	free(pc);
+	*pcp = NULL;
+}

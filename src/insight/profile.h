@@ -1,0 +1,114 @@
+/* profile.h - the profiler: turns the client's requests and the server's answers
+ * into timed statements in the statistics store.
+ *
+ * The proxy reports each client message as it forwards it (Query, Parse, Bind,
+ * Execute, Sync, Close, FunctionCall) and each answer that ends something
+ * (CommandComplete, EmptyQueryResponse, PortalSuspended, ErrorResponse,
+ * ReadyForQuery).  Per client, a FIFO of pending events mirrors what the server
+ * will answer, in order: a simple Query is one event ended by ReadyForQuery (its
+ * rows are the sum of its CommandCompletes); each Execute is its own event ended
+ * by its CommandComplete (so statements in a pipeline are timed one by one, each
+ * from when it could start: max(its arrival, the end of the one before)); a Sync
+ * is a marker ended by ReadyForQuery.  After an error in an extended-protocol
+ * batch the server skips to the Sync, and so does the queue.
+ *
+ * Texts are normalized once per Parse and once per Query (sql/normalize.h), with
+ * a small cache by exact text for texts that repeat.  Nothing here blocks or
+ * allocates per row; the per-client state is allocated on the first statement. */
+#ifndef PGMEDIC_PROFILE_H
+#define PGMEDIC_PROFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "insight/stats.h"
+
+/* What a statement text resolved to: its statistics entry and its route. */
+struct prof_ref {
+	struct qstat *qs;
+	uint32_t qgen;
+	struct route *rt;
+	uint32_t rgen;
+	uint64_t req;           /* request id tag (hash), 0 when untagged */
+};
+
+struct prof_named {
+	uint64_t h;
+	char *name;
+	struct prof_ref ref;
+};
+
+enum prof_ev_kind { PEV_QUERY = 1, PEV_EXEC, PEV_SYNC, PEV_FUNC };
+
+struct prof_ev {
+	struct prof_ref ref;
+	uint64_t start_us, wait_us, rows;
+	uint8_t kind;
+	bool failed;
+	char sqlstate[6];
+};
+
+struct prof_client {
+	struct prof_ev *ev;
+	uint32_t head, n, cap;
+	struct prof_ref unnamed_stmt, unnamed_portal;
+	struct prof_named *stmts, *portals;
+	uint32_t nstmts, capstmts, nportals, capportals;
+	uint64_t pending_wait_us;  /* waited for a server: charged to the next statement */
+	uint64_t last_end_us;      /* when the previous event of the queue ended */
+	/* the request in progress (by request id tag, else by route) */
+	uint64_t req;
+	struct route *req_rt;
+	uint32_t req_rgen;
+	uint64_t req_us;
+	bool in_req;
+};
+
+/* The normalization cache: direct-mapped by a hash of the exact text. */
+#define PROF_CACHE 2048
+struct prof_cache_ent {
+	uint64_t h;             /* hash of the exact text (0: empty) */
+	uint32_t len;
+	uint64_t fp;
+	struct route *rt;       /* from the text's tags */
+	uint32_t rgen;
+	uint64_t req;
+	char *query;            /* normalized text (owned) */
+};
+
+struct profiler {
+	bool on;
+	bool keep_literals;
+	struct stats_store store;
+	char *buf;              /* normalization output */
+	size_t bufcap;
+	struct prof_cache_ent cache[PROF_CACHE];
+	uint64_t cache_hits, cache_misses, normalized, desyncs;
+	int app_param;          /* index of application_name in client want[] */
+	struct json_t *models;  /* the ORM map pgmedic_models sent (POST /api/models), or NULL */
+};
+
+/* Who is asking: the pool's database and user, the client's application_name. */
+struct prof_ident {
+	const char *database, *user, *app;
+};
+
+int prof_init(struct profiler *pr, bool on, bool keep_literals, size_t max_fingerprints, size_t max_routes)
+	__attribute__((warn_unused_result));
+void prof_free(struct profiler *pr);
+
+/* A client message forwarded to its server.  body/have: the message body (after
+ * the length word) and how much of it is in memory (the whole of a Query or Parse
+ * unless it is larger than the proxy reads whole). */
+void prof_client_msg(struct profiler *pr, struct prof_client **pcp, const struct prof_ident *id, uint8_t type,
+		     const uint8_t *body, size_t have, uint64_t now);
+/* The client waited this long for a server connection before its request went. */
+void prof_client_waited(struct prof_client **pcp, uint64_t us);
+/* A server message for the client (body whole for 'C' and 'E'). */
+void prof_server_msg(struct profiler *pr, struct prof_client *pc, uint8_t type, const uint8_t *body, size_t blen,
+		     uint64_t now);
+/* The client is gone: its request ends; in-flight statements are dropped. */
+void prof_client_free(struct profiler *pr, struct prof_client **pcp);
+
+#endif

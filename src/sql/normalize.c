@@ -1,0 +1,1415 @@
+/* normalize.c - the hot-path SQL normalizer: one scanner, two printers.
+ *
+ * struct lex turns query bytes into classified tokens: it knows PostgreSQL's
+ * lexical rules and just enough context (statement kind, type modifiers, IS NULL,
+ * unary minus, positional ORDER BY) to decide, token by token, whether a literal
+ * is a constant that libpg_query's pg_query_normalize would replace.
+ * sql_normalize() prints the tokens canonically, collapses lists and hashes the
+ * result; sql_redact() splices placeholders into the original text.  The rules
+ * and every intended difference from libpg_query are documented in normalize.h.
+ *
+ * Speed: one pass, table-driven character classes, memchr for the bodies of
+ * strings and quoted identifiers, a perfect hash for keywords, no allocation. */
+#include "sql/normalize.h"
+
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+/* ---------------------------------------------------------------- characters */
+
+enum { C_SP = 1, C_IS = 2, C_IC = 4, C_DG = 8, C_OP = 16, C_OPX = 32 };
+
+/* scan.l: space [ \t\n\r\f] (we add \v as PostgreSQL 16 does, and NUL, which the
+ * server never sees inside a query); ident_start [A-Za-z\200-\377_]; ident_cont
+ * adds [0-9$]; op_chars [~!@#^&|`?+\-*\/%<>=], C_OPX marking those that let an
+ * operator end in + or -. */
+static const unsigned char cc[256] = {
+	[0] = C_SP, ['\t'] = C_SP, ['\n'] = C_SP, ['\v'] = C_SP, ['\f'] = C_SP, ['\r'] = C_SP, [' '] = C_SP,
+	['A' ... 'Z'] = C_IS | C_IC, ['a' ... 'z'] = C_IS | C_IC, ['_'] = C_IS | C_IC, [0x80 ... 0xff] = C_IS | C_IC,
+	['0' ... '9'] = C_IC | C_DG, ['$'] = C_IC,
+	['+'] = C_OP, ['-'] = C_OP, ['*'] = C_OP, ['/'] = C_OP, ['<'] = C_OP, ['>'] = C_OP, ['='] = C_OP,
+	['~'] = C_OP | C_OPX, ['!'] = C_OP | C_OPX, ['@'] = C_OP | C_OPX, ['#'] = C_OP | C_OPX,
+	['%'] = C_OP | C_OPX, ['^'] = C_OP | C_OPX, ['&'] = C_OP | C_OPX, ['|'] = C_OP | C_OPX,
+	['`'] = C_OP | C_OPX, ['?'] = C_OP | C_OPX,
+};
+
+#define CLS(c) (cc[(unsigned char)(c)])
+#define ISDIGIT(c) ((unsigned)((unsigned char)(c) - '0') < 10u)
+#define LOWER(c) ((unsigned char)((unsigned)((unsigned char)(c) - 'A') < 26u ? (c) | 0x20 : (c)))
+
+/* Generated keyword table (see the comment above kw_lookup). */
+enum kw_id { KID_NONE = 0, KS_ALL, KS_COPY, KS_CREATE, KS_EXPLAIN, KS_SET, KW_AUTHORIZATION, KW_CHARACTERISTICS, KW_CONSTRAINTS, KW_GROUP, KW_INTERVAL, KW_LOCAL, KW_MAPPING, KW_NAMES, KW_ROLE, KW_SCHEMA, KW_SESSION, KW_TIME, KW_TRANSACTION, KW_USER, KW_ZONE };
+#define F_ALL (1u << 0)
+#define F_ARRAY (1u << 1)
+#define F_AS (1u << 2)
+#define F_BOOLNULL (1u << 3)
+#define F_BY (1u << 4)
+#define F_CAST (1u << 5)
+#define F_CLAUSE (1u << 6)
+#define F_DEFAULT (1u << 7)
+#define F_EXTRACT (1u << 8)
+#define F_IN (1u << 9)
+#define F_IS (1u << 10)
+#define F_LIMIT (1u << 11)
+#define F_NOT (1u << 12)
+#define F_PASSWORD (1u << 13)
+#define F_QUERY (1u << 14)
+#define F_SORTBY (1u << 15)
+#define F_SORTEND (1u << 16)
+#define F_SPAREN (1u << 17)
+#define F_TIMEFN (1u << 18)
+#define F_TO (1u << 19)
+#define F_TYPECONT (1u << 20)
+#define F_UESCAPE (1u << 21)
+#define F_UNARY (1u << 22)
+#define F_VALUES (1u << 23)
+#define KW_MAXLEN 17
+#define KW_HASH(n, b0, b1, bl) ((((unsigned)(n) * 930u) ^ ((unsigned)(b0) * 3092u) ^ ((unsigned)(b1) * 167u) ^ ((unsigned)(bl) * 112u)) & 511u)
+struct kwent { char name[KW_MAXLEN + 1]; unsigned char len; unsigned char id; unsigned flags; };
+static const struct kwent kwtab[] = {
+	{ "", 0, 0, 0 },
+	{ "all", 3, KID_NONE, F_UNARY | F_SPAREN | F_ALL },
+	{ "alter", 5, KS_CREATE, 0 },
+	{ "and", 3, KID_NONE, F_UNARY | F_SPAREN },
+	{ "any", 3, KID_NONE, F_UNARY | F_SPAREN },
+	{ "array", 5, KID_NONE, F_ARRAY },
+	{ "as", 2, KID_NONE, F_SPAREN | F_AS },
+	{ "asc", 3, KID_NONE, F_SORTEND },
+	{ "asymmetric", 10, KID_NONE, F_UNARY },
+	{ "authorization", 13, KW_AUTHORIZATION, 0 },
+	{ "between", 7, KID_NONE, F_UNARY | F_SPAREN },
+	{ "by", 2, KID_NONE, F_UNARY | F_SPAREN | F_BY },
+	{ "case", 4, KID_NONE, F_UNARY | F_SPAREN },
+	{ "cast", 4, KID_NONE, F_CAST },
+	{ "characteristics", 15, KW_CHARACTERISTICS, 0 },
+	{ "conflict", 8, KID_NONE, F_SPAREN },
+	{ "constraints", 11, KW_CONSTRAINTS, 0 },
+	{ "copy", 4, KS_COPY, F_SPAREN },
+	{ "create", 6, KS_CREATE, 0 },
+	{ "current_time", 12, KID_NONE, F_TIMEFN },
+	{ "current_timestamp", 17, KID_NONE, F_TIMEFN },
+	{ "day", 3, KID_NONE, F_TYPECONT },
+	{ "declare", 7, KS_ALL, 0 },
+	{ "default", 7, KID_NONE, F_DEFAULT },
+	{ "delete", 6, KS_ALL, F_QUERY | F_CLAUSE },
+	{ "desc", 4, KID_NONE, F_SORTEND },
+	{ "distinct", 8, KID_NONE, F_UNARY | F_SPAREN },
+	{ "do", 2, KID_NONE, F_SPAREN },
+	{ "else", 4, KID_NONE, F_UNARY | F_SPAREN },
+	{ "except", 6, KID_NONE, F_SPAREN | F_CLAUSE | F_SORTEND },
+	{ "exists", 6, KID_NONE, F_SPAREN },
+	{ "explain", 7, KS_EXPLAIN, F_SPAREN },
+	{ "extract", 7, KID_NONE, F_EXTRACT },
+	{ "false", 5, KID_NONE, F_BOOLNULL },
+	{ "fetch", 5, KID_NONE, F_CLAUSE | F_SORTEND },
+	{ "filter", 6, KID_NONE, F_SPAREN },
+	{ "for", 3, KID_NONE, F_UNARY | F_CLAUSE | F_SORTEND },
+	{ "from", 4, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE },
+	{ "group", 5, KW_GROUP, F_SORTBY | F_CLAUSE },
+	{ "having", 6, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE | F_SORTEND },
+	{ "hour", 4, KID_NONE, F_TYPECONT },
+	{ "ilike", 5, KID_NONE, F_UNARY | F_SPAREN },
+	{ "in", 2, KID_NONE, F_UNARY | F_SPAREN | F_IN },
+	{ "insert", 6, KS_ALL, F_QUERY | F_CLAUSE },
+	{ "intersect", 9, KID_NONE, F_SPAREN | F_CLAUSE | F_SORTEND },
+	{ "interval", 8, KW_INTERVAL, 0 },
+	{ "is", 2, KID_NONE, F_UNARY | F_IS },
+	{ "join", 4, KID_NONE, F_SPAREN },
+	{ "lateral", 7, KID_NONE, F_SPAREN },
+	{ "like", 4, KID_NONE, F_UNARY | F_SPAREN },
+	{ "limit", 5, KID_NONE, F_UNARY | F_LIMIT | F_CLAUSE | F_SORTEND },
+	{ "local", 5, KW_LOCAL, 0 },
+	{ "localtime", 9, KID_NONE, F_TIMEFN },
+	{ "localtimestamp", 14, KID_NONE, F_TIMEFN },
+	{ "mapping", 7, KW_MAPPING, 0 },
+	{ "merge", 5, KS_ALL, F_QUERY | F_CLAUSE },
+	{ "minute", 6, KID_NONE, F_TYPECONT },
+	{ "month", 5, KID_NONE, F_TYPECONT },
+	{ "names", 5, KW_NAMES, 0 },
+	{ "not", 3, KID_NONE, F_UNARY | F_SPAREN | F_NOT },
+	{ "null", 4, KID_NONE, F_BOOLNULL },
+	{ "nulls", 5, KID_NONE, F_SORTEND },
+	{ "offset", 6, KID_NONE, F_UNARY | F_CLAUSE | F_SORTEND },
+	{ "on", 2, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE },
+	{ "or", 2, KID_NONE, F_UNARY | F_SPAREN },
+	{ "order", 5, KID_NONE, F_SORTBY | F_CLAUSE | F_SORTEND },
+	{ "over", 4, KID_NONE, F_SPAREN },
+	{ "password", 8, KID_NONE, F_PASSWORD },
+	{ "precision", 9, KID_NONE, F_TYPECONT },
+	{ "returning", 9, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE | F_SORTEND },
+	{ "role", 4, KW_ROLE, 0 },
+	{ "schema", 6, KW_SCHEMA, 0 },
+	{ "second", 6, KID_NONE, F_TYPECONT },
+	{ "select", 6, KS_ALL, F_UNARY | F_SPAREN | F_QUERY | F_CLAUSE },
+	{ "session", 7, KW_SESSION, 0 },
+	{ "set", 3, KS_SET, F_SPAREN | F_CLAUSE },
+	{ "similar", 7, KID_NONE, F_UNARY },
+	{ "some", 4, KID_NONE, F_UNARY | F_SPAREN },
+	{ "symmetric", 9, KID_NONE, F_UNARY },
+	{ "table", 5, KS_ALL, F_QUERY },
+	{ "then", 4, KID_NONE, F_UNARY | F_SPAREN },
+	{ "time", 4, KW_TIME, F_TYPECONT },
+	{ "to", 2, KID_NONE, F_UNARY | F_TO | F_TYPECONT },
+	{ "transaction", 11, KW_TRANSACTION, 0 },
+	{ "treat", 5, KID_NONE, F_CAST },
+	{ "true", 4, KID_NONE, F_BOOLNULL },
+	{ "uescape", 7, KID_NONE, F_UESCAPE },
+	{ "union", 5, KID_NONE, F_SPAREN | F_CLAUSE | F_SORTEND },
+	{ "until", 5, KID_NONE, F_PASSWORD },
+	{ "update", 6, KS_ALL, F_QUERY | F_CLAUSE },
+	{ "user", 4, KW_USER, 0 },
+	{ "using", 5, KID_NONE, F_UNARY | F_SPAREN | F_SORTEND },
+	{ "values", 6, KS_ALL, F_SPAREN | F_VALUES | F_QUERY | F_CLAUSE },
+	{ "varying", 7, KID_NONE, F_TYPECONT },
+	{ "when", 4, KID_NONE, F_UNARY | F_SPAREN },
+	{ "where", 5, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE },
+	{ "window", 6, KID_NONE, F_CLAUSE | F_SORTEND },
+	{ "with", 4, KS_ALL, F_SPAREN | F_TYPECONT | F_QUERY | F_CLAUSE },
+	{ "without", 7, KID_NONE, F_TYPECONT },
+	{ "year", 4, KID_NONE, F_TYPECONT },
+	{ "zone", 4, KW_ZONE, F_TYPECONT },
+};
+static const unsigned char kwslot[512] = {
+	[1] = 93, [2] = 32, [5] = 15, [10] = 63, [12] = 68, [13] = 76, [19] = 73, [30] = 18, [37] = 46, [42] = 2, [45] = 77, [48] = 30, [57] = 70, [59] = 97, [60] = 94, [64] = 4, [67] = 12, [70] = 1, [71] = 19, [74] = 14, [77] = 79, [81] = 74, [86] = 64, [90] = 41, [96] = 80, [109] = 27, [115] = 16, [127] = 26, [129] = 21, [137] = 47, [142] = 95, [146] = 42, [151] = 36, [152] = 83, [155] = 52, [157] = 98, [158] = 37, [160] = 29, [165] = 33, [169] = 69, [173] = 82, [177] = 61, [179] = 13, [183] = 49, [215] = 59, [221] = 9, [226] = 31, [229] = 50, [236] = 87, [239] = 96, [243] = 11, [250] = 43, [259] = 60, [261] = 10, [263] = 56, [272] = 5, [275] = 72, [281] = 48, [283] = 91, [289] = 40, [295] = 7, [296] = 28, [298] = 62, [301] = 20, [312] = 65, [313] = 75, [318] = 66, [327] = 57, [329] = 90, [343] = 67, [345] = 100, [365] = 22, [368] = 3, [371] = 51, [376] = 38, [381] = 55, [388] = 44, [389] = 6, [396] = 88, [405] = 8, [409] = 86, [413] = 23, [420] = 84, [421] = 58, [422] = 45, [427] = 35, [429] = 17, [433] = 34, [443] = 39, [445] = 54, [453] = 53, [456] = 89, [463] = 24, [469] = 71, [471] = 81, [483] = 92, [491] = 25, [497] = 78, [502] = 85, [511] = 99
+};
+
+/* Keywords: a perfect hash over (length, first, second and last byte) of the
+ * lower-cased word, found by a search over the four multipliers; kwtab[0] is the
+ * empty "not a keyword" entry.  Adding a keyword means searching new multipliers
+ * so that kwslot[] stays collision-free (test_normalize checks every entry). */
+static inline const struct kwent *kw_lookup(const char *s, size_t n)
+{
+	if (n > KW_MAXLEN || n == 0)
+		return &kwtab[0];
+	char w[KW_MAXLEN];
+	for (size_t i = 0; i < n; i++)
+		w[i] = (char)LOWER(s[i]);
+	unsigned h = KW_HASH(n, (unsigned char)w[0], n > 1 ? (unsigned char)w[1] : 0u, (unsigned char)w[n - 1]);
+	const struct kwent *k = &kwtab[kwslot[h]];
+	if (k->len == n && memcmp(k->name, w, n) == 0)
+		return k;
+	return &kwtab[0];
+}
+
+/* -------------------------------------------------------------------- tokens */
+
+enum tk {
+	TK_EOF,     /* also "statement start" as the previous token */
+	TK_WORD,    /* unquoted identifier or keyword: printed lower-cased */
+	TK_QIDENT,  /* "quoted" or U&"quoted" identifier: printed as written */
+	TK_CONST,   /* a constant libpg_query replaces: printed as $n */
+	TK_KEEP,    /* a literal libpg_query keeps (typmods, utility statements) */
+	TK_PARAM,   /* $n written by the client: printed as $n, renumbered */
+	TK_OP,      /* operator, or any other single character */
+	TK_LPAREN, TK_RPAREN, TK_LBRACK, TK_RBRACK, TK_COMMA, TK_SEMI, TK_DOT, TK_COLON,
+	TK_CAST,    /* :: */
+	TK_MARKER,  /* the comment slash-star ", ... " star-slash that marks a collapsed list */
+};
+
+struct tok {
+	const char *s;
+	size_t n;
+	unsigned char kind;
+	unsigned char id;   /* enum kw_id of a TK_WORD */
+	unsigned kw;        /* F_* flags of a TK_WORD */
+};
+
+/* Statement modes: which literals are constants (see normalize.h). */
+enum { M_NONE, M_ALL, M_SET, M_ROLE };
+/* What the token after the current one decides. */
+enum { P_NONE, P_EXPLAIN, P_COPY, P_CREATE, P_ROLEFIRST };
+/* SET statement phases. */
+enum { SP_START, SP_SESSION, SP_TIME, SP_NAME, SP_VALUE };
+/* Type context: after :: or CAST(... AS, where ( and [ open type modifiers. */
+enum { TS_NONE, TS_EXPECT, TS_AFTER };
+
+struct lex {
+	const char *p, *end;
+	struct sql_norm *res;     /* sqlcommenter tags are added here; NULL: ignored */
+	int depth;                /* ( and [ nesting */
+	int region_depth;         /* EXPLAIN (options) / COPY (query): mode override */
+	int typmod_depth;         /* inside type modifiers from this depth on; -1 none */
+	int posdepth;             /* query-level ORDER BY / GROUP BY list at this depth */
+	uint64_t castmask;        /* bit d: the paren that opened depth d is CAST( */
+	uint64_t qmask;           /* bit d: depth d holds a query (SELECT, VALUES...) */
+	unsigned char mode, region_mode, pend, setph, tstate;
+	unsigned char start;      /* the next token starts a statement */
+	unsigned char extract;    /* the next token is EXTRACT's field */
+	unsigned char paren_first;/* the next token is the first inside a paren */
+	unsigned char pos_elem;   /* the next token starts a positional list element */
+	unsigned char set_tz, set_interval;
+	unsigned char prev;       /* kind of the previous token */
+	unsigned prev_kw, prev2_kw;
+};
+
+static void lex_init(struct lex *lx, const char *q, size_t len, struct sql_norm *res)
+{
+	memset(lx, 0, sizeof(*lx));
+	lx->p = q;
+	lx->end = q + len;
+	lx->res = res;
+	lx->region_depth = lx->typmod_depth = lx->posdepth = -1;
+	lx->start = 1;
+	lx->qmask = 1;
+	lx->prev = TK_EOF;
+}
+
+static inline const char *line_end(const char *p, const char *end)
+{
+	while (p < end && *p != '\n' && *p != '\r')
+		p++;
+	return p;
+}
+
+/* p at slash-star; returns just past the matching star-slash (they nest), or end. */
+static const char *comment_end(const char *p, const char *end)
+{
+	int depth = 1;
+	p += 2;
+	while (p + 1 < end) {
+		if (p[0] == '*' && p[1] == '/') {
+			p += 2;
+			if (--depth == 0)
+				return p;
+		} else if (p[0] == '/' && p[1] == '*') {
+			p += 2;
+			depth++;
+		} else {
+			p++;
+		}
+	}
+	return end;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	for (;;) {
+		while (p < end && (CLS(*p) & C_SP))
+			p++;
+		if (p + 1 < end && p[0] == '-' && p[1] == '-')
+			p = line_end(p, end);
+		else if (p + 1 < end && p[0] == '/' && p[1] == '*')
+			p = comment_end(p, end);
+		else
+			return p;
+	}
+}
+
+/* After a closing quote: scan.l's {quotecontinue}, whitespace that holds a newline
+ * followed by a quote, glues the next '...' to this string.  Returns the quote. */
+static const char *quote_continue(const char *p, const char *end)
+{
+	int nl = 0;
+	while (p < end) {
+		char c = *p;
+		if (c == '\n' || c == '\r') {
+			nl = 1;
+			p++;
+		} else if (CLS(c) & C_SP) {
+			p++;
+		} else if (c == '-' && p + 1 < end && p[1] == '-') {
+			p = line_end(p, end);
+		} else {
+			break;
+		}
+	}
+	return (nl && p < end && *p == '\'') ? p : NULL;
+}
+
+/* p just past the opening quote of '...', U&'...' (doubled quotes). */
+static const char *scan_qstring(const char *p, const char *end)
+{
+	for (;;) {
+		const char *q = memchr(p, '\'', (size_t)(end - p));
+		if (!q)
+			return end;
+		if (q + 1 < end && q[1] == '\'') {
+			p = q + 2;
+			continue;
+		}
+		if (q + 1 < end && (CLS(q[1]) & C_SP)) {
+			const char *r = quote_continue(q + 1, end);
+			if (r) {
+				p = r + 1;
+				continue;
+			}
+		}
+		return q + 1;
+	}
+}
+
+/* E'...': backslash escapes and doubled quotes. */
+static const char *scan_estring(const char *p, const char *end)
+{
+	while (p < end) {
+		char c = *p;
+		if (c == '\\') {
+			p = p + 1 < end ? p + 2 : end;
+		} else if (c == '\'') {
+			if (p + 1 < end && p[1] == '\'') {
+				p += 2;
+				continue;
+			}
+			const char *r = quote_continue(p + 1, end);
+			if (!r)
+				return p + 1;
+			p = r + 1;
+		} else {
+			p++;
+		}
+	}
+	return end;
+}
+
+/* B'...', X'...': no escapes, no doubling (scan.l's xb/xh). */
+static const char *scan_bstring(const char *p, const char *end)
+{
+	for (;;) {
+		const char *q = memchr(p, '\'', (size_t)(end - p));
+		if (!q)
+			return end;
+		const char *r = quote_continue(q + 1, end);
+		if (!r)
+			return q + 1;
+		p = r + 1;
+	}
+}
+
+/* p just past the opening double quote. */
+static const char *scan_qident(const char *p, const char *end)
+{
+	for (;;) {
+		const char *q = memchr(p, '"', (size_t)(end - p));
+		if (!q)
+			return end;
+		if (q + 1 < end && q[1] == '"') {
+			p = q + 2;
+			continue;
+		}
+		return q + 1;
+	}
+}
+
+/* The closing $tag$ of a dollar-quoted string, or NULL. */
+static const char *find_tag(const char *p, const char *end, const char *tag, size_t tl)
+{
+	while ((size_t)(end - p) >= tl) {
+		const char *q = memchr(p, '$', (size_t)(end - p) - tl + 1);
+		if (!q)
+			return NULL;
+		if (memcmp(q, tag, tl) == 0)
+			return q;
+		p = q + 1;
+	}
+	return NULL;
+}
+
+static inline int is_hex(char c)
+{
+	return ISDIGIT(c) || (unsigned)((unsigned char)c - 'a') < 6u || (unsigned)((unsigned char)c - 'A') < 6u;
+}
+
+/* Numbers: 1, 1.5, 1., .5, 1e-5, and PostgreSQL 16's 0x1F, 0o17, 0b101, 1_000.
+ * Trailing identifier characters (PostgreSQL 15's "trailing junk", an error
+ * there) stay part of the number so that "1abc" is one deterministic token. */
+static const char *scan_number(const char *p, const char *end)
+{
+	if (p[0] == '0' && p + 2 < end && ((p[1] | 0x20) == 'x' || (p[1] | 0x20) == 'o' || (p[1] | 0x20) == 'b') &&
+	    is_hex(p[2])) {
+		p += 2;
+		while (p < end && (is_hex(*p) || *p == '_'))
+			p++;
+	} else {
+		while (p < end && (ISDIGIT(*p) || (*p == '_' && p + 1 < end && ISDIGIT(p[1]))))
+			p++;
+		if (p < end && *p == '.' && !(p + 1 < end && p[1] == '.')) {
+			p++;
+			while (p < end && (ISDIGIT(*p) || (*p == '_' && p + 1 < end && ISDIGIT(p[1]))))
+				p++;
+		}
+		if (p < end && (*p | 0x20) == 'e') {
+			const char *q = p + 1;
+			if (q < end && (*q == '+' || *q == '-'))
+				q++;
+			if (q < end && ISDIGIT(*q)) {
+				p = q;
+				while (p < end && ISDIGIT(*p))
+					p++;
+			}
+		}
+	}
+	while (p < end && (CLS(*p) & C_IC))
+		p++;
+	return p;
+}
+
+static inline int is_integer(const char *s, const char *e)
+{
+	if (s == e)
+		return 0;
+	for (; s < e; s++)
+		if (!ISDIGIT(*s))
+			return 0;
+	return 1;
+}
+
+/* ------------------------------------------------------------ sqlcommenter */
+
+/* key='value'[,key='value']... filling the whole comment body; anything else is
+ * an ordinary comment and adds no tags. */
+static void parse_tags(struct sql_norm *res, const char *s, size_t n)
+{
+	struct sql_tag tmp[SQL_MAX_TAGS];
+	int nt = 0;
+	size_t i = 0;
+	for (;;) {
+		while (i < n && (CLS(s[i]) & C_SP))
+			i++;
+		if (i == n)
+			break;
+		size_t k0 = i;
+		while (i < n && s[i] != '=' && s[i] != ',' && s[i] != '\'' && !(CLS(s[i]) & C_SP))
+			i++;
+		if (i == k0 || i + 1 >= n || s[i] != '=' || s[i + 1] != '\'')
+			return;
+		size_t k1 = i;
+		i += 2;
+		size_t v0 = i;
+		while (i < n && s[i] != '\'')
+			i += (s[i] == '\\' && i + 1 < n) ? 2 : 1;
+		if (i >= n)
+			return;
+		if (nt < SQL_MAX_TAGS)
+			tmp[nt++] = (struct sql_tag){ s + k0, k1 - k0, s + v0, i - v0 };
+		i++;
+		while (i < n && (CLS(s[i]) & C_SP))
+			i++;
+		if (i == n)
+			break;
+		if (s[i] != ',')
+			return;
+		i++;
+	}
+	for (int k = 0; k < nt && res->ntags < SQL_MAX_TAGS; k++)
+		res->tags[res->ntags++] = tmp[k];
+}
+
+static inline int hexval(char c)
+{
+	if (ISDIGIT(c))
+		return c - '0';
+	c = (char)(c | 0x20);
+	return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+size_t sql_tag_decode(const char *v, size_t n, char *out, size_t cap)
+{
+	if (cap == 0)
+		return 0;
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 1 < cap;) {
+		if (v[i] == '\\' && i + 1 < n && v[i + 1] == '\'') {
+			out[o++] = '\'';
+			i += 2;
+		} else if (v[i] == '%' && i + 2 < n && hexval(v[i + 1]) >= 0 && hexval(v[i + 2]) >= 0) {
+			out[o++] = (char)(hexval(v[i + 1]) * 16 + hexval(v[i + 2]));
+			i += 3;
+		} else {
+			out[o++] = v[i++];
+		}
+	}
+	out[o] = 0;
+	return o;
+}
+
+/* ------------------------------------------------------------------ scanner */
+
+static inline int emode(const struct lex *lx)
+{
+	return (lx->region_depth >= 0 && lx->depth >= lx->region_depth) ? lx->region_mode : lx->mode;
+}
+
+static inline int in_typmod(const struct lex *lx)
+{
+	return lx->typmod_depth >= 0 && lx->depth >= lx->typmod_depth;
+}
+
+/* Would a number here be a constant? */
+static inline int num_const(const struct lex *lx)
+{
+	if (in_typmod(lx))
+		return 0;
+	int m = emode(lx);
+	return m == M_ALL || (m == M_SET && lx->setph == SP_VALUE);
+}
+
+/* Is a '-' here a sign (the grammar's doNegate) rather than binary minus? */
+static inline int unary_ctx(const struct lex *lx)
+{
+	if (lx->mode == M_SET && lx->setph == SP_VALUE)
+		return 1; /* SET x = -1: the value is one signed number */
+	switch (lx->prev) {
+	case TK_EOF: case TK_OP: case TK_LPAREN: case TK_LBRACK: case TK_COMMA: case TK_SEMI: case TK_COLON:
+		return 1;
+	case TK_WORD:
+		return (lx->prev_kw & F_UNARY) != 0;
+	default:
+		return 0;
+	}
+}
+
+/* An integer in a query-level ORDER BY / GROUP BY list is a column position that
+ * libpg_query leaves alone, when it is the whole element. */
+static int positional_end(const char *p, const char *end)
+{
+	p = skip_ws(p, end);
+	if (p >= end || *p == ',' || *p == ')' || *p == ';')
+		return 1;
+	if (!(CLS(*p) & C_IS))
+		return 0;
+	const char *s = p;
+	while (p < end && (CLS(*p) & C_IC))
+		p++;
+	return (kw_lookup(s, (size_t)(p - s))->flags & F_SORTEND) != 0;
+}
+
+static inline int string_const(const struct lex *lx, const char *s)
+{
+	if ((lx->prev == TK_WORD && (lx->prev_kw & F_UESCAPE)) || in_typmod(lx))
+		return 0;
+	switch (emode(lx)) {
+	case M_ALL:
+		return 1;
+	case M_SET:
+		return lx->setph == SP_VALUE;
+	case M_ROLE:
+		return lx->prev == TK_WORD && (lx->prev_kw & F_PASSWORD) && *s == '\'';
+	default:
+		return 0;
+	}
+}
+
+static void lex_next(struct lex *lx, struct tok *t)
+{
+	const char *p = lx->p, *end = lx->end;
+	for (;;) {
+		while (p < end && (CLS(*p) & C_SP))
+			p++;
+		if (p + 1 < end && p[0] == '-' && p[1] == '-') {
+			p = line_end(p, end);
+			continue;
+		}
+		if (p + 1 < end && p[0] == '/' && p[1] == '*') {
+			const char *c0 = p;
+			p = comment_end(p, end);
+			if (p - c0 == 10 && memcmp(c0, "/*, ... */", 10) == 0) {
+				t->s = c0;
+				t->n = 10;
+				t->kind = TK_MARKER;
+				t->kw = 0;
+				t->id = 0;
+				lx->p = p;
+				return;
+			}
+			if (lx->res && p - c0 >= 4 && p[-1] == '/' && p[-2] == '*')
+				parse_tags(lx->res, c0 + 2, (size_t)(p - c0 - 4));
+			continue;
+		}
+		break;
+	}
+	t->kw = 0;
+	t->id = 0;
+	if (p >= end) {
+		t->s = p;
+		t->n = 0;
+		t->kind = TK_EOF;
+		lx->p = p;
+		return;
+	}
+
+	const char *s = p;
+	unsigned char c = (unsigned char)*p;
+	unsigned char cls = cc[c];
+	int start = lx->start;
+	int ex = lx->extract;
+	int pf = lx->paren_first;
+	int pe = lx->pos_elem && lx->depth == lx->posdepth;
+	unsigned char kind;
+	lx->extract = lx->paren_first = lx->pos_elem = 0;
+
+	if (cls & C_IS) {
+		unsigned char c1 = p + 1 < end ? (unsigned char)p[1] : 0;
+		if (c1 == '\'' && ((c | 0x20) == 'e' || (c | 0x20) == 'b' || (c | 0x20) == 'x')) {
+			p = (c | 0x20) == 'e' ? scan_estring(p + 2, end) : scan_bstring(p + 2, end);
+			goto string;
+		}
+		if ((c | 0x20) == 'u' && c1 == '&' && p + 2 < end) {
+			if (p[2] == '\'') {
+				p = scan_qstring(p + 3, end);
+				goto string;
+			}
+			if (p[2] == '"') {
+				p = scan_qident(p + 3, end);
+				goto qident;
+			}
+		}
+		p++;
+		/* N'...' is the keyword NCHAR followed by a string (scan.l's xnstart) */
+		if (!(c1 == '\'' && (c | 0x20) == 'n'))
+			while (p < end && (CLS(*p) & C_IC))
+				p++;
+		const struct kwent *k = kw_lookup(s, (size_t)(p - s));
+		t->kw = k->flags;
+		t->id = k->id;
+		kind = TK_WORD;
+		if (start) {
+			/* the statement's first word sets its mode */
+		} else if (emode(lx) == M_ALL) {
+			if (ex)
+				kind = TK_CONST;
+			else if (k->flags & F_BOOLNULL)
+				kind = ((lx->prev_kw & F_IS) || ((lx->prev_kw & F_NOT) && (lx->prev2_kw & F_IS))) ? TK_WORD : TK_CONST;
+			else if ((k->flags & F_ALL) && (lx->prev_kw & F_LIMIT))
+				kind = TK_CONST;
+		} else if (lx->mode == M_SET && lx->setph == SP_VALUE) {
+			if (k->flags & F_DEFAULT)
+				kind = TK_WORD;
+			else if (lx->set_tz && k->id == KW_LOCAL)
+				kind = TK_WORD;
+			else if (k->id == KW_INTERVAL)
+				lx->set_interval = 1;
+			else if (!lx->set_interval)
+				kind = TK_CONST;
+		}
+		goto done;
+	}
+	if ((cls & C_DG) || (c == '.' && p + 1 < end && ISDIGIT(p[1]))) {
+		p = scan_number(p, end);
+		if (!num_const(lx))
+			kind = TK_KEEP;
+		else if (pe && emode(lx) == M_ALL && is_integer(s, p) && positional_end(p, end))
+			kind = TK_KEEP;
+		else
+			kind = TK_CONST;
+		goto done;
+	}
+	switch (c) {
+	case '\'':
+		p = scan_qstring(p + 1, end);
+		goto string;
+	case '"':
+		p = scan_qident(p + 1, end);
+		goto qident;
+	case '$':
+		if (p + 1 < end && ISDIGIT(p[1])) {
+			p += 2;
+			while (p < end && ISDIGIT(*p))
+				p++;
+			kind = TK_PARAM;
+			goto done;
+		}
+		{
+			/* $tag$ ... $tag$ (tag: ident_start then ident_cont without $) */
+			const char *q = p + 1;
+			if (q < end && (CLS(*q) & C_IS)) {
+				q++;
+				while (q < end && (CLS(*q) & C_IC) && *q != '$')
+					q++;
+			}
+			if (q < end && *q == '$') {
+				size_t tl = (size_t)(q + 1 - p);
+				const char *body = q + 1;
+				const char *close = find_tag(body, end, p, tl);
+				p = close ? close + tl : end;
+				goto string;
+			}
+		}
+		p++;
+		kind = TK_OP;
+		goto done;
+	case '(':
+		p++;
+		kind = TK_LPAREN;
+		goto done;
+	case ')':
+		p++;
+		kind = TK_RPAREN;
+		goto done;
+	case '[':
+		p++;
+		kind = TK_LBRACK;
+		goto done;
+	case ']':
+		p++;
+		kind = TK_RBRACK;
+		goto done;
+	case ',':
+		p++;
+		kind = TK_COMMA;
+		goto done;
+	case ';':
+		p++;
+		kind = TK_SEMI;
+		goto done;
+	case '.':
+		p++;
+		kind = TK_DOT;
+		goto done;
+	case ':':
+		if (p + 1 < end && p[1] == ':') {
+			p += 2;
+			kind = TK_CAST;
+		} else if (p + 1 < end && p[1] == '=') {
+			p += 2;
+			kind = TK_OP;
+		} else {
+			p++;
+			kind = TK_COLON;
+		}
+		goto done;
+	default:
+		break;
+	}
+	if (cls & C_OP) {
+		/* scan.l's operator rule: stop at an embedded comment start; a multi-char
+		 * operator may not end in + or - unless it holds one of ~!@#^&|`?% */
+		const char *q = p;
+		int special = 0;
+		while (q < end && (CLS(*q) & C_OP)) {
+			if (q > p && q + 1 < end && ((q[0] == '-' && q[1] == '-') || (q[0] == '/' && q[1] == '*')))
+				break;
+			special |= CLS(*q) & C_OPX;
+			q++;
+		}
+		size_t n = (size_t)(q - p);
+		if (n > 1 && !special && (p[n - 1] == '+' || p[n - 1] == '-'))
+			do
+				n--;
+			while (n > 1 && (p[n - 1] == '+' || p[n - 1] == '-'));
+		p += n;
+		kind = TK_OP;
+		if (n == 1 && *s == '-' && unary_ctx(lx) && num_const(lx)) {
+			/* "- 1": one negative constant, as the grammar folds it, unless the
+			 * number is cast (-1::int is -(1::int) to the grammar) */
+			const char *d = skip_ws(p, end);
+			if (d < end && (ISDIGIT(*d) || (*d == '.' && d + 1 < end && ISDIGIT(d[1])))) {
+				const char *e = scan_number(d, end);
+				const char *r = skip_ws(e, end);
+				if (!(r + 1 < end && r[0] == ':' && r[1] == ':')) {
+					p = e;
+					kind = (pe && emode(lx) == M_ALL && is_integer(d, e) && positional_end(e, end)) ? TK_KEEP
+															: TK_CONST;
+				}
+			}
+		}
+		goto done;
+	}
+	p++; /* any other byte: a one-character token */
+	kind = TK_OP;
+	goto done;
+
+string:
+	kind = (!start && string_const(lx, s)) ? TK_CONST : TK_KEEP;
+	goto done;
+qident:
+	kind = TK_QIDENT;
+	if (!start && ((ex && emode(lx) == M_ALL) || (lx->mode == M_SET && lx->setph == SP_VALUE)))
+		kind = TK_CONST;
+
+done:
+	t->s = s;
+	t->n = (size_t)(p - s);
+	t->kind = kind;
+	lx->p = p;
+
+	/* ---- context for the tokens that follow ---- */
+	if (kind == TK_SEMI) {
+		struct sql_norm *res = lx->res;
+		lex_init(lx, p, (size_t)(end - p), res);
+		lx->prev = TK_SEMI;
+		return;
+	}
+	unsigned char pend = lx->pend;
+	lx->pend = P_NONE;
+	if (start) {
+		lx->start = 0;
+		lx->mode = M_NONE;
+		if (kind == TK_LPAREN) {
+			lx->mode = M_ALL;
+		} else if (kind == TK_WORD) {
+			switch (t->id) {
+			case KS_ALL: lx->mode = M_ALL; break;
+			case KS_EXPLAIN: lx->mode = M_ALL; lx->pend = P_EXPLAIN; break;
+			case KS_COPY: lx->pend = P_COPY; break;
+			case KS_SET: lx->mode = M_SET; lx->setph = SP_START; break;
+			case KS_CREATE: lx->pend = P_CREATE; break;
+			default: break;
+			}
+			if (lx->mode == M_SET)
+				goto prev; /* the word SET itself is not its name */
+		}
+	} else if (pend) {
+		switch (pend) {
+		case P_EXPLAIN:
+		case P_COPY:
+			if (kind == TK_LPAREN) {
+				lx->region_depth = lx->depth + 1;
+				lx->region_mode = pend == P_EXPLAIN ? M_NONE : M_ALL;
+			}
+			break;
+		case P_CREATE:
+			if (kind == TK_WORD && (t->id == KW_ROLE || t->id == KW_USER || t->id == KW_GROUP)) {
+				lx->mode = M_ROLE;
+				lx->pend = P_ROLEFIRST;
+			}
+			break;
+		case P_ROLEFIRST:
+			if (kind == TK_WORD && t->id == KW_MAPPING)
+				lx->mode = M_NONE;
+			break;
+		}
+	}
+
+	if (pf && lx->depth < 64 && ((kind == TK_WORD && (t->kw & F_QUERY)) || kind == TK_LPAREN))
+		lx->qmask |= 1ull << lx->depth;
+
+	switch (kind) {
+	case TK_LPAREN:
+	case TK_LBRACK: {
+		int d = ++lx->depth;
+		if (d < 64) {
+			lx->castmask &= ~(1ull << d);
+			lx->qmask &= ~(1ull << d);
+		}
+		if (kind == TK_LPAREN) {
+			lx->paren_first = 1;
+			if (lx->prev == TK_WORD) {
+				if ((lx->prev_kw & F_CAST) && d < 64)
+					lx->castmask |= 1ull << d;
+				if (lx->prev_kw & F_EXTRACT)
+					lx->extract = 1;
+				if ((lx->prev_kw & F_TIMEFN) && lx->typmod_depth < 0)
+					lx->typmod_depth = d;
+			}
+		}
+		if (lx->typmod_depth < 0 && lx->tstate == TS_AFTER)
+			lx->typmod_depth = d;
+		if (lx->typmod_depth < 0 || lx->typmod_depth == d)
+			lx->tstate = TS_NONE;
+		break;
+	}
+	case TK_RPAREN:
+	case TK_RBRACK:
+		if (lx->depth > 0)
+			lx->depth--;
+		if (lx->typmod_depth >= 0 && lx->depth < lx->typmod_depth) {
+			lx->typmod_depth = -1;
+			lx->tstate = TS_AFTER;
+		} else if (lx->typmod_depth < 0) {
+			lx->tstate = TS_NONE;
+		}
+		if (lx->region_depth >= 0 && lx->depth < lx->region_depth)
+			lx->region_depth = -1;
+		if (lx->posdepth > lx->depth)
+			lx->posdepth = -1;
+		break;
+	default:
+		if (lx->typmod_depth >= 0)
+			break;
+		switch (kind) {
+		case TK_CAST:
+			lx->tstate = TS_EXPECT;
+			break;
+		case TK_WORD:
+			if ((t->kw & F_AS) && lx->depth < 64 && (lx->castmask & (1ull << lx->depth)))
+				lx->tstate = TS_EXPECT;
+			else if (lx->tstate == TS_EXPECT || (lx->tstate == TS_AFTER && (t->kw & F_TYPECONT)))
+				lx->tstate = TS_AFTER;
+			else
+				lx->tstate = TS_NONE;
+			break;
+		case TK_QIDENT:
+			lx->tstate = lx->tstate == TS_EXPECT ? TS_AFTER : TS_NONE;
+			break;
+		case TK_DOT:
+			lx->tstate = lx->tstate == TS_AFTER ? TS_EXPECT : TS_NONE;
+			break;
+		default:
+			lx->tstate = TS_NONE;
+		}
+	}
+
+	/* query-level ORDER BY / GROUP BY lists */
+	if (kind == TK_WORD) {
+		if ((t->kw & F_BY) && lx->prev == TK_WORD && (lx->prev_kw & F_SORTBY) && lx->depth < 64 &&
+		    (lx->qmask & (1ull << lx->depth))) {
+			lx->posdepth = lx->depth;
+			lx->pos_elem = 1;
+		} else if ((t->kw & F_CLAUSE) && lx->depth == lx->posdepth) {
+			lx->posdepth = -1;
+		}
+	} else if (kind == TK_COMMA && lx->depth == lx->posdepth) {
+		lx->pos_elem = 1;
+	}
+
+	if (lx->mode == M_SET) {
+		switch (lx->setph) {
+		case SP_START:
+		case SP_SESSION:
+			if (kind == TK_WORD) {
+				if (t->id == KW_SESSION && lx->setph == SP_START)
+					lx->setph = SP_SESSION;
+				else if (t->id == KW_LOCAL && lx->setph == SP_START)
+					;
+				else if (t->id == KW_AUTHORIZATION && lx->setph == SP_SESSION)
+					lx->setph = SP_VALUE;
+				else if (t->id == KW_CHARACTERISTICS || t->id == KW_TRANSACTION || t->id == KW_CONSTRAINTS)
+					lx->mode = M_NONE;
+				else if (t->id == KW_TIME)
+					lx->setph = SP_TIME;
+				else if (t->id == KW_ROLE || t->id == KW_NAMES || t->id == KW_SCHEMA)
+					lx->setph = SP_VALUE;
+				else
+					lx->setph = SP_NAME;
+			} else {
+				lx->setph = SP_NAME;
+			}
+			break;
+		case SP_TIME:
+			if (kind == TK_WORD && t->id == KW_ZONE) {
+				lx->setph = SP_VALUE;
+				lx->set_tz = 1;
+			} else {
+				lx->setph = SP_NAME;
+			}
+			break;
+		case SP_NAME:
+			if ((kind == TK_OP && t->n == 1 && *s == '=') || (kind == TK_WORD && (t->kw & F_TO)))
+				lx->setph = SP_VALUE;
+			break;
+		default:
+			break;
+		}
+	}
+
+prev:
+	lx->prev2_kw = lx->prev_kw;
+	lx->prev_kw = kind == TK_WORD ? t->kw : 0;
+	lx->prev = kind;
+}
+
+/* ---------------------------------------------------------------- normalize */
+
+#define NL_MAX 16     /* nested lists tracked for collapsing */
+#define PH_MAX 1024   /* placeholder offsets remembered while a list is open */
+
+enum { L_IN = 1, L_ARRAY, L_VALUES };
+enum { V_EXPECT, V_INROW, V_AFTER, V_COMMA };
+
+static const char MARKER[] = SQL_NORM_MARKER;
+
+/* An open IN (...), ARRAY[...] or VALUES list.  Elements (rows for VALUES) are
+ * compared with the first one as they end; at the end the list collapses to its
+ * first element and MARKER if every element had the first one's shape. */
+struct nlist {
+	unsigned char kind, ok, marked, vstate, dropped;
+	unsigned char el_simple;  /* IN/ARRAY: element so far is "$n" plus a cast */
+	int depth;                /* depth of the elements' tokens (VALUES: of the rows) */
+	int nelem, el_ntok;
+	int first_ph0, first_ph1, nph_first, el_ph0;
+	size_t first_start, first_end, el_start;
+};
+
+struct norm {
+	char *o;
+	size_t cap, n;            /* cap excludes the byte kept for the NUL */
+	int oflow, nph, stmt_out, lost;
+	unsigned char last;       /* kind of the last token printed (TK_EOF: none) */
+	unsigned last_kw;
+	int nl, nph_off, tok_ph0;
+	struct nlist l[NL_MAX];
+	size_t ph_off[PH_MAX];    /* output offsets of the placeholders of open lists */
+};
+
+static inline void put(struct norm *o, const char *s, size_t n)
+{
+	if (n > o->cap - o->n) {
+		o->oflow = 1;
+		return;
+	}
+	memcpy(o->o + o->n, s, n);
+	o->n += n;
+}
+
+static inline int space_before(const struct norm *o, const struct tok *t)
+{
+	unsigned char last = o->last;
+	switch (t->kind) {
+	case TK_RPAREN: case TK_RBRACK: case TK_COMMA: case TK_SEMI: case TK_LBRACK:
+		return last == TK_EOF ? 0 : 0;
+	case TK_CAST:
+		return last == TK_COLON;
+	case TK_COLON:
+		return last == TK_COLON || last == TK_CAST;
+	case TK_DOT:
+		return !(last == TK_WORD || last == TK_QIDENT || last == TK_RPAREN || last == TK_RBRACK ||
+			 last == TK_CONST || last == TK_PARAM) && last != TK_EOF;
+	case TK_LPAREN:
+		if (last == TK_QIDENT || (last == TK_WORD && !(o->last_kw & F_SPAREN)))
+			return 0;
+		break;
+	default:
+		break;
+	}
+	switch (last) {
+	case TK_EOF: case TK_LPAREN: case TK_LBRACK: case TK_CAST:
+		return 0;
+	case TK_DOT:
+		return !(t->kind == TK_WORD || t->kind == TK_QIDENT || (t->kind == TK_OP && t->n == 1 && *t->s == '*'));
+	case TK_COLON:
+		return t->kind == TK_OP;
+	default:
+		return 1;
+	}
+}
+
+static inline void put_num(struct norm *o, int v)
+{
+	char b[16];
+	int i = (int)sizeof(b);
+	do {
+		b[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	b[--i] = '$';
+	put(o, b + i, sizeof(b) - (size_t)i);
+}
+
+/* Prints one token; returns the offset where its text starts. */
+static inline size_t emit(struct norm *o, const struct tok *t)
+{
+	if (space_before(o, t) && o->n < o->cap)
+		o->o[o->n++] = ' ';
+	else if (space_before(o, t))
+		o->oflow = 1;
+	size_t at = o->n;
+	switch (t->kind) {
+	case TK_WORD:
+		if (t->n > o->cap - o->n) {
+			o->oflow = 1;
+			break;
+		}
+		for (size_t i = 0; i < t->n; i++)
+			o->o[o->n + i] = (char)LOWER(t->s[i]);
+		o->n += t->n;
+		break;
+	case TK_CONST:
+	case TK_PARAM:
+		o->tok_ph0 = o->nph_off;
+		if (o->nl) {
+			if (o->nph_off < PH_MAX) {
+				o->ph_off[o->nph_off++] = at;
+			} else {
+				o->lost = 1;
+				for (int i = 0; i < o->nl; i++)
+					o->l[i].ok = 0;
+			}
+		}
+		put_num(o, ++o->nph);
+		break;
+	case TK_OP:
+		if (t->n == 2 && t->s[0] == '!' && t->s[1] == '=')
+			put(o, "<>", 2); /* the scanner makes them one token, NOT_EQUALS */
+		else
+			put(o, t->s, t->n);
+		break;
+	default:
+		put(o, t->s, t->n);
+	}
+	o->last = t->kind;
+	o->last_kw = t->kind == TK_WORD ? t->kw : 0;
+	o->stmt_out = 1;
+	return at;
+}
+
+static size_t skip_placeholder(const char *s, size_t i, size_t end)
+{
+	i++; /* $ */
+	while (i < end && ISDIGIT(s[i]))
+		i++;
+	return i;
+}
+
+/* Do [a0,a1) and [b0,b1) read the same once their placeholders are ignored? */
+static int shape_eq(const struct norm *o, size_t a0, size_t a1, int ap0, int ap1, size_t b0, size_t b1, int bp0,
+		    int bp1)
+{
+	int np = ap1 - ap0;
+	if (np != bp1 - bp0)
+		return 0;
+	for (int k = 0;; k++) {
+		size_t ae = k < np ? o->ph_off[ap0 + k] : a1;
+		size_t be = k < np ? o->ph_off[bp0 + k] : b1;
+		if (ae - a0 != be - b0 || memcmp(o->o + a0, o->o + b0, ae - a0) != 0)
+			return 0;
+		if (k == np)
+			return 1;
+		a0 = skip_placeholder(o->o, ae, a1);
+		b0 = skip_placeholder(o->o, be, b1);
+	}
+}
+
+/* An element (row) of l ended at output offset end. */
+static void elem_end(struct norm *o, struct nlist *l, size_t end)
+{
+	if (l->kind != L_VALUES && (l->el_ntok == 0 || !l->el_simple))
+		l->ok = 0;
+	if (l->ok) {
+		if (l->nelem == 0) {
+			l->first_start = l->el_start;
+			l->first_end = end;
+			l->first_ph0 = l->el_ph0;
+			l->first_ph1 = o->nph_off;
+			l->nph_first = o->nph;
+		} else if (!shape_eq(o, l->first_start, l->first_end, l->first_ph0, l->first_ph1, l->el_start, end,
+				     l->el_ph0, o->nph_off)) {
+			l->ok = 0;
+		} else if (o->nph_off > PH_MAX / 2 && &o->l[o->nl - 1] == l) {
+			/* keep room for long lists: forget this element's placeholders,
+			 * at the price of enclosing lists if this one does not collapse */
+			o->nph_off = l->el_ph0;
+			l->dropped = 1;
+		}
+	}
+	l->nelem++;
+	l->el_ntok = 0;
+}
+
+static void list_finish(struct norm *o, int allow)
+{
+	struct nlist *l = &o->l[--o->nl];
+	int ok = allow && l->ok && !o->lost && (l->kind != L_VALUES || l->vstate == V_AFTER) &&
+		 (l->nelem >= 2 || (l->marked && l->nelem >= 1));
+	if (ok) {
+		o->n = l->first_end;
+		o->nph = l->nph_first;
+		o->nph_off = l->first_ph1;
+		put(o, MARKER, sizeof(MARKER) - 1);
+	} else if (l->dropped) {
+		for (int i = 0; i < o->nl; i++)
+			o->l[i].ok = 0;
+	}
+	if (o->nl == 0) {
+		o->nph_off = 0;
+		o->lost = 0;
+	}
+}
+
+static void lists_end_all(struct norm *o, int depth)
+{
+	while (o->nl) {
+		struct nlist *l = &o->l[o->nl - 1];
+		list_finish(o, l->kind == L_VALUES && l->depth == depth);
+	}
+}
+
+static void list_push(struct norm *o, unsigned char kind, int depth)
+{
+	if (o->nl == NL_MAX) {
+		for (int i = 0; i < o->nl; i++)
+			o->l[i].ok = 0;
+		return;
+	}
+	if (o->nl) {
+		struct nlist *up = &o->l[o->nl - 1];
+		up->el_simple = 0;
+	}
+	struct nlist *l = &o->l[o->nl++];
+	memset(l, 0, sizeof(*l));
+	l->kind = kind;
+	l->depth = depth;
+	l->ok = !o->lost;
+	l->vstate = V_EXPECT;
+}
+
+/* Before printing t at depth d: end elements and lists that t ends. */
+static void lists_pre(struct norm *o, const struct tok *t, int d)
+{
+	while (o->nl) {
+		struct nlist *l = &o->l[o->nl - 1];
+		if (d != l->depth)
+			return;
+		if (l->kind == L_VALUES) {
+			if (l->vstate == V_AFTER && t->kind != TK_COMMA) {
+				list_finish(o, 1);
+				continue;
+			}
+			if ((l->vstate == V_EXPECT || l->vstate == V_COMMA) && t->kind != TK_LPAREN) {
+				list_finish(o, 0);
+				continue;
+			}
+			return;
+		}
+		if (t->kind == TK_RPAREN || t->kind == TK_RBRACK) {
+			elem_end(o, l, o->n);
+			list_finish(o, 1);
+		} else if (t->kind == TK_COMMA) {
+			elem_end(o, l, o->n);
+		}
+		return;
+	}
+}
+
+/* After printing t (text at offset at) at depth d. */
+static void lists_post(struct norm *o, const struct tok *t, int d, size_t at, unsigned char plast, unsigned plast_kw)
+{
+	if (o->nl) {
+		struct nlist *l = &o->l[o->nl - 1];
+		if (l->kind != L_VALUES) {
+			if (!(d == l->depth && t->kind == TK_COMMA) && d >= l->depth) {
+				int ph = t->kind == TK_CONST || t->kind == TK_PARAM;
+				if (l->el_ntok == 0) {
+					l->el_start = at;
+					l->el_ph0 = ph ? o->tok_ph0 : o->nph_off;
+					l->el_simple = (unsigned char)ph;
+				} else if (ph || t->kind == TK_OP) {
+					l->el_simple = 0;
+				}
+				l->el_ntok++;
+			}
+		} else if (t->kind == TK_LPAREN && d == l->depth && (l->vstate == V_EXPECT || l->vstate == V_COMMA)) {
+			l->el_start = at;
+			l->el_ph0 = o->nph_off;
+			l->vstate = V_INROW;
+		} else if ((t->kind == TK_RPAREN || t->kind == TK_RBRACK) && d == l->depth + 1 && l->vstate == V_INROW) {
+			elem_end(o, l, o->n);
+			l->vstate = V_AFTER;
+		} else if (t->kind == TK_COMMA && d == l->depth && l->vstate == V_AFTER) {
+			l->vstate = V_COMMA;
+		}
+	}
+	if (plast == TK_WORD) {
+		if (t->kind == TK_LPAREN && (plast_kw & F_IN))
+			list_push(o, L_IN, d + 1);
+		else if (t->kind == TK_LBRACK && (plast_kw & F_ARRAY))
+			list_push(o, L_ARRAY, d + 1);
+	}
+	if (t->kind == TK_WORD && (t->kw & F_VALUES))
+		list_push(o, L_VALUES, d);
+}
+
+int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_norm *res)
+{
+	res->fingerprint = 0;
+	res->len = 0;
+	res->nconst = 0;
+	res->ntags = 0;
+	if (cap == 0)
+		return -1;
+	struct lex lx;
+	struct norm o;
+	struct tok t;
+	lex_init(&lx, q, len, res);
+	o.o = out;
+	o.cap = cap - 1;
+	o.n = 0;
+	o.oflow = o.nph = o.stmt_out = o.lost = 0;
+	o.last = TK_EOF;
+	o.last_kw = 0;
+	o.nl = o.nph_off = o.tok_ph0 = 0;
+	int pend_semi = 0, nconst = 0;
+	for (;;) {
+		int d = lx.depth;
+		lex_next(&lx, &t);
+		if (t.kind == TK_EOF)
+			break;
+		if (t.kind == TK_MARKER) {
+			if (o.nl && o.l[o.nl - 1].depth == d)
+				o.l[o.nl - 1].marked = 1;
+			continue;
+		}
+		if (t.kind == TK_SEMI) {
+			/* statement separators only between statements; trailing and
+			 * empty statements print nothing */
+			lists_end_all(&o, d);
+			if (o.stmt_out)
+				pend_semi = 1;
+			o.stmt_out = 0;
+			continue;
+		}
+		if (t.kind == TK_CONST)
+			nconst++;
+		if (o.nl)
+			lists_pre(&o, &t, d);
+		if (pend_semi) {
+			static const struct tok semi = { ";", 1, TK_SEMI, 0, 0 };
+			(void)emit(&o, &semi);
+			pend_semi = 0;
+		}
+		unsigned char plast = o.last;
+		unsigned plast_kw = o.last_kw;
+		size_t at = emit(&o, &t);
+		if (o.nl || plast == TK_WORD || t.kind == TK_WORD)
+			lists_post(&o, &t, d, at, plast, plast_kw);
+		if (o.oflow)
+			return -1;
+	}
+	lists_end_all(&o, lx.depth);
+	if (o.oflow)
+		return -1;
+	out[o.n] = 0;
+	res->len = o.n;
+	res->nconst = nconst;
+	res->fingerprint = XXH3_64bits(out, o.n);
+	return 0;
+}
+
+/* ------------------------------------------------------------------- redact */
+
+long sql_redact(const char *q, size_t len, char *out, size_t cap)
+{
+	if (cap == 0)
+		return -1;
+	struct lex lx;
+	struct tok t;
+	/* constants are numbered after the highest $n the client wrote, as
+	 * libpg_query does (capped at 65535, the protocol's limit) */
+	int base = 0;
+	lex_init(&lx, q, len, NULL);
+	for (lex_next(&lx, &t); t.kind != TK_EOF; lex_next(&lx, &t)) {
+		if (t.kind != TK_PARAM)
+			continue;
+		int v = 0;
+		for (size_t i = 1; i < t.n && v < 65536; i++)
+			v = v * 10 + (t.s[i] - '0');
+		if (v > 65535)
+			v = 65535;
+		if (v > base)
+			base = v;
+	}
+	struct norm o;
+	o.o = out;
+	o.cap = cap - 1;
+	o.n = 0;
+	o.oflow = 0;
+	o.nph = base;
+	o.nl = 0;
+	const char *copied = q;
+	lex_init(&lx, q, len, NULL);
+	for (lex_next(&lx, &t); t.kind != TK_EOF; lex_next(&lx, &t)) {
+		if (t.kind != TK_CONST)
+			continue;
+		put(&o, copied, (size_t)(t.s - copied));
+		put_num(&o, ++o.nph);
+		copied = t.s + t.n;
+		if (o.oflow)
+			return -1;
+	}
+	put(&o, copied, (size_t)(q + len - copied));
+	if (o.oflow)
+		return -1;
+	out[o.n] = 0;
+	return (long)o.n;
+}
