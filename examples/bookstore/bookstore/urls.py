@@ -1,0 +1,3 @@
+"""URL routes of the bookstore demo (views are added later)."""
+
+urlpatterns = []
