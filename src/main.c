@@ -1,4 +1,5 @@
-/* main.c - command line entry: `pgmedic [run] [flags]`. */
+/* main.c - command line entry: `pgmedic [run] [flags]` runs the proxy;
+ * `pgmedic top|snapshot|compare|help ...` are client commands (src/cli/). */
 #include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "http/http.h"
@@ -53,6 +55,15 @@ static void raise_fd_limit(const struct config *cfg)
 
 int main(int argc, char **argv)
 {
+	/* Subcommands first: anything else (flags only, or `run` followed by flags)
+	 * is the proxy.  `run` is dropped so config_load sees the flags alone. */
+	if (argc > 1 && cli_is_command(argv[1]))
+		return cli_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "run") == 0) {
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
 	struct config cfg;
 	char err[1024];
 	int rc = config_load(&cfg, argc, argv, err, sizeof(err));

@@ -1657,6 +1657,7 @@ void config_print_help(const char *argv0)
 		prog = strrchr(prog, '/') + 1;
 	printf(
 "Usage: %s [run] [OPTIONS]\n"
+"       %s top|snapshot|compare ...   (see '%s help')\n"
 "\n"
 "pgmedic is a PostgreSQL proxy: it pools connections and profiles every query.\n"
 "Point your application at pgmedic instead of PostgreSQL; only HOST/PORT change.\n"
@@ -1695,7 +1696,7 @@ void config_print_help(const char *argv0)
 "is given, clients on a loopback listener are trusted; pgmedic refuses to listen\n"
 "on any other address without client authentication.  When the URL has a\n"
 "password and no auth file, clients log in with the URL's user and password.\n",
-	       prog, prog);
+	       prog, prog, prog, prog);
 }
 
 bool db_password_for(const struct db_entry *db, const char *user)
