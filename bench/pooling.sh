@@ -1,15 +1,19 @@
 #!/bin/bash
-# pooling.sh — `make bench`: pgbench throughput of direct PostgreSQL, PgBouncer and pgmedic,
-# measured side by side in one run on the same machine, reported as medians and ratios.
+# pooling.sh — `make bench`: pgbench throughput of direct PostgreSQL, PgBouncer and pgmedic
+# (with its query profiler on, and again with it off), measured side by side in one run on
+# the same machine, reported as medians and ratios.
 #
-# One private PostgreSQL 15 (scripts/pgtmp.sh), one PgBouncer and one pgmedic in front of it,
-# both in transaction pooling mode with 20 server connections. pgbench -i once, then ROUNDS
-# rounds; in each round every workload runs against every target, the order of targets
-# rotating from round to round so that none always runs first (warm caches) or last.
+# One private PostgreSQL 15 (scripts/pgtmp.sh), one PgBouncer and two pgmedics in front of
+# it, all in transaction pooling mode with 20 server connections: `pgmedic` as it runs by
+# default (profiling every query) and `pgmedic_noprof`, the same binary and flags plus
+# `--set profile=off`, so that the profiler's cost is measured in the same run (the ratio
+# "profiling on/off", target >= 0.97). pgbench -i once, then ROUNDS rounds; in each round
+# every workload runs against every target, the order of targets rotating from round to
+# round so that none always runs first (warm caches) or last.
 # In the first round each (workload, target) pair gets an uncounted WARMUP-second pgbench
 # run first, so that connection pools are filled before anything is measured.
 #
-# Besides tps, for the two poolers the script measures the pooler process's own CPU time
+# Besides tps, for the poolers the script measures the pooler process's own CPU time
 # (user + system, /proc/PID/stat fields 14 and 15) consumed during each run, divided by the
 # transactions pgbench processed: µs of proxy CPU per transaction. On a small machine where
 # pgbench, PostgreSQL and the proxy compete for cores, this is a steadier comparison than tps.
@@ -26,12 +30,12 @@
 # (one line per run, with the proxy's CPU ticks), build/bench/raw/*.log (every pgbench
 # output, warm-ups included), and the servers' logs.
 # A run that fails is recorded and the benchmark goes on; the exit status is 1 if any run
-# failed other than PgBouncer's -M prepared, or if pgmedic died.
+# failed other than PgBouncer's -M prepared, or if a pooler (PgBouncer or either pgmedic) died.
 #
 # Environment: ROUNDS (5), DURATION (10 s per run), WARMUP (2 s; 0: none), CLIENTS (20),
 # JOBS (2), SCALE (10), POOL_SIZE (20), WORKLOADS (space-separated subset of the names
-# above), PGMEDIC_BIN (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN
-# (PostgreSQL 15 binaries).
+# above), PROFILE_OFF_TARGET (1; 0: no pgmedic_noprof target), PGMEDIC_BIN (build/pgmedic),
+# PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN (PostgreSQL 15 binaries).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -49,7 +53,11 @@ SCALE=${SCALE:-10}
 POOL_SIZE=${POOL_SIZE:-20}
 ALL_WORKLOADS="select_simple select_extended tpcb_simple select_connect select_prepared"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
+PROFILE_OFF_TARGET=${PROFILE_OFF_TARGET:-1}
+# pgmedic_noprof: a second pgmedic, the same binary and flags plus --set profile=off.
 TARGETS=(direct pgbouncer pgmedic)
+[ "$PROFILE_OFF_TARGET" != 1 ] || TARGETS+=(pgmedic_noprof)
+PGMEDICS=("${TARGETS[@]:2}")    # the pgmedic targets started: pgmedic [pgmedic_noprof]
 DB=bench
 OUT=$ROOT/build/bench
 
@@ -71,6 +79,7 @@ for v in ROUNDS DURATION CLIENTS JOBS SCALE POOL_SIZE; do
     case ${!v} in ''|*[!0-9]*|0) die "$v must be a positive integer (got '${!v}')" ;; esac
 done
 case $WARMUP in ''|*[!0-9]*) die "WARMUP must be a number of seconds, 0 for none (got '$WARMUP')" ;; esac
+case $PROFILE_OFF_TARGET in 0|1) ;; *) die "PROFILE_OFF_TARGET must be 0 or 1 (got '$PROFILE_OFF_TARGET')" ;; esac
 for w in $WORKLOADS; do
     workload_args "$w" >/dev/null || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
@@ -84,8 +93,9 @@ chmod 755 "$TMP"            # the postgres user must reach $TMP/pg and $TMP/pgbo
 rm -rf "$OUT"
 mkdir -p "$OUT/raw"
 PG_STARTED=0
-PGBOUNCER_PID=""
-PGMEDIC_PID=""
+# Per pooler target (pgbouncer, pgmedic, pgmedic_noprof): the pid started by the script, its
+# listen port and, for the pgmedics, their /metrics port.
+declare -A PROC_PID=() PORT=() HTTP_PORT=()
 
 stop_pid() {    # stop_pid PID NAME: SIGTERM (SIGINT for PgBouncer), SIGKILL after 10 s; returns the exit status
     local pid=$1 name=$2 _ st=0 sig=TERM
@@ -110,8 +120,10 @@ cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM ERR
-    if [ -n "$PGMEDIC_PID" ]; then stop_pid "$PGMEDIC_PID" pgmedic; fi
-    if [ -n "$PGBOUNCER_PID" ]; then stop_pid "$PGBOUNCER_PID" pgbouncer; fi
+    local t
+    for t in pgmedic_noprof pgmedic pgbouncer; do
+        if [ -n "${PROC_PID[$t]:-}" ]; then stop_pid "${PROC_PID[$t]}" "$t"; fi
+    done
     if [ "$PG_STARTED" = 1 ]; then
         cp "$TMP/pg/postgres.log" "$OUT/postgres.log" 2>/dev/null
         "$ROOT/scripts/pgtmp.sh" stop "$TMP/pg" 2>/dev/null
@@ -180,22 +192,21 @@ proxy_pid() {
     return 1
 }
 
+# CPU_PID[TARGET] and CPU_START[TARGET]: the pid whose CPU is measured for a pooler target
+# and its start time, set by find_proxy; unset for direct, empty if not found.
+declare -A CPU_PID=() CPU_START=()
+
 # proxy_cpu TARGET: the proxy's CPU ticks so far; empty if TARGET has no proxy process, or if
 # that process is gone or is no longer the one found at start-up.
 proxy_cpu() {
-    local pid start st
-    case $1 in
-        pgbouncer) pid=$PGBOUNCER_CPU_PID start=$PGBOUNCER_START ;;
-        pgmedic) pid=$PGMEDIC_CPU_PID start=$PGMEDIC_START ;;
-        *) return 0 ;;
-    esac
+    local pid=${CPU_PID[$1]:-} start=${CPU_START[$1]:-} st
     [ -n "$pid" ] || return 0
     st=$(proc_stat "$pid") || return 0
     [ "${st#* }" = "$start" ] || return 0
     echo "${st%% *}"
 }
 
-# find_proxy NAME PID BIN: sets NAME's CPU pid and start time (see proxy_cpu), or warns.
+# find_proxy TARGET PID BIN: sets TARGET's CPU pid and start time (see proxy_cpu), or warns.
 find_proxy() {
     local name=$1 pid st=""
     pid=$(proxy_pid "$2" "$3") && st=$(proc_stat "$pid") || pid=""
@@ -205,12 +216,9 @@ find_proxy() {
     elif [ "$pid" != "$2" ]; then
         echo "bench: $name runs as pid $pid (child of $2); measuring its CPU there" >&2
     fi
-    case $name in
-        pgbouncer) PGBOUNCER_CPU_PID=$pid PGBOUNCER_START=${st#* } ;;
-        pgmedic) PGMEDIC_CPU_PID=$pid PGMEDIC_START=${st#* } ;;
-    esac
+    CPU_PID[$name]=$pid
+    CPU_START[$name]=${st#* }
 }
-PGBOUNCER_CPU_PID="" PGBOUNCER_START="" PGMEDIC_CPU_PID="" PGMEDIC_START=""
 
 # PgBouncer refuses to run as root: run it as the postgres system user. setpriv execs the
 # program, so $! of the background job is PgBouncer's own pid (a shell function would
@@ -225,10 +233,13 @@ psql_direct() {
 }
 
 # --- servers --------------------------------------------------------------------------
-PORTS=$(free_ports 3)
+PORTS=$(free_ports 5)
 # shellcheck disable=SC2086  # split the ports on purpose
 set -- $PORTS
-BPORT=$1 MPORT=$2 HPORT=$3
+PORT[pgbouncer]=$1
+PORT[pgmedic]=$2 HTTP_PORT[pgmedic]=$3
+PORT[pgmedic_noprof]=$4 HTTP_PORT[pgmedic_noprof]=$5
+BPORT=${PORT[pgbouncer]}
 
 say "PostgreSQL 15 (private cluster, max_connections 200, fsync off)"
 PG_STARTED=1
@@ -266,9 +277,9 @@ log_stats = 0
 EOF
 [ "$(id -u)" != 0 ] || chown -R postgres: "$TMP/pgbouncer"
 "${AS_POSTGRES[@]}" "$PGBOUNCER_BIN" "$TMP/pgbouncer/pgbouncer.ini" >"$OUT/pgbouncer.log" 2>&1 &
-PGBOUNCER_PID=$!
-wait_listening "$BPORT" "$PGBOUNCER_PID" pgbouncer
-find_proxy pgbouncer "$PGBOUNCER_PID" "$PGBOUNCER_BIN"
+PROC_PID[pgbouncer]=$!
+wait_listening "$BPORT" "${PROC_PID[pgbouncer]}" pgbouncer
+find_proxy pgbouncer "${PROC_PID[pgbouncer]}" "$PGBOUNCER_BIN"
 
 # build/pgmedic may be rebuilt while the benchmark runs (the running process is not affected):
 # take its version and a hash of the file now, from the binary that is started.
@@ -278,27 +289,31 @@ PGMEDIC_SHA=$(pgmedic_sha)
 pgmedic_ver=$(ver "$PGMEDIC_BIN")
 [ -n "$pgmedic_ver" ] || pgmedic_ver="version $(cat "$ROOT/VERSION" 2>/dev/null || echo '?')"
 pgmedic_ver="$pgmedic_ver (binary sha256 $PGMEDIC_SHA...)"
-say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, metrics on :$HPORT): $pgmedic_ver"
-"$PGMEDIC_BIN" --listen "127.0.0.1:$MPORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
-    --pool-mode transaction --pool-size "$POOL_SIZE" --http "127.0.0.1:$HPORT" \
-    >"$OUT/pgmedic.log" 2>&1 &
-PGMEDIC_PID=$!
-wait_listening "$MPORT" "$PGMEDIC_PID" pgmedic
-find_proxy pgmedic "$PGMEDIC_PID" "$PGMEDIC_BIN"
+# start_pgmedic TARGET [ARGS...]: pgmedic on TARGET's ports, logging to $OUT/TARGET.log, with
+# the flags every pgmedic target shares plus ARGS.
+start_pgmedic() {
+    local name=$1
+    shift
+    say "$name on 127.0.0.1:${PORT[$name]} (transaction pooling, pool $POOL_SIZE, metrics on" \
+        ":${HTTP_PORT[$name]}${*:+, $*}): $pgmedic_ver"
+    "$PGMEDIC_BIN" --listen "127.0.0.1:${PORT[$name]}" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
+        --pool-mode transaction --pool-size "$POOL_SIZE" --http "127.0.0.1:${HTTP_PORT[$name]}" "$@" \
+        >"$OUT/$name.log" 2>&1 &
+    PROC_PID[$name]=$!
+    wait_listening "${PORT[$name]}" "${PROC_PID[$name]}" "$name"
+    find_proxy "$name" "${PROC_PID[$name]}" "$PGMEDIC_BIN"
+}
+start_pgmedic pgmedic
+[ "$PROFILE_OFF_TARGET" != 1 ] || start_pgmedic pgmedic_noprof --set profile=off
 
 target_port() {
     case $1 in
         direct) echo "$PGPORT" ;;
-        pgbouncer) echo "$BPORT" ;;
-        pgmedic) echo "$MPORT" ;;
+        *) echo "${PORT[$1]}" ;;
     esac
 }
-target_pid() {
-    case $1 in
-        pgbouncer) echo "$PGBOUNCER_PID" ;;
-        pgmedic) echo "$PGMEDIC_PID" ;;
-        *) echo "" ;;
-    esac
+target_pid() {   # the pid started for a pooler target; empty for direct, and once stopped
+    echo "${PROC_PID[$1]:-}"
 }
 
 # --- runs -----------------------------------------------------------------------------
@@ -360,7 +375,7 @@ for round in $(seq "$ROUNDS"); do
                 cpu_note=$(awk -v c="$cpu" -v hz="$CLK_TCK" -v x="$xacts" \
                     'BEGIN { printf "  proxy cpu %.1f us/xact (%d ticks / %d xacts)", c * 1e6 / hz / x, c, x }')
             fi
-            printf '[%3d/%d] round %d  %-16s %-10s %s\n' "$n" "$total" "$round" "$w" "$t" \
+            printf '[%3d/%d] round %d  %-16s %-14s %s\n' "$n" "$total" "$round" "$w" "$t" \
                 "$(case $status in
                      ok) echo "tps ${tps:-?}$cpu_note" ;;
                      skipped) echo "SKIPPED ($t is not running)" ;;
@@ -372,8 +387,10 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-# pgmedic's own view of the benchmark, for the record.
-"$PY" - "http://127.0.0.1:$HPORT/metrics" "$OUT/pgmedic-metrics.txt" <<'EOF' || echo "bench: could not fetch pgmedic /metrics (ignored)" >&2
+# pgmedic's own view of the benchmark, for the record (pgmedic-metrics.txt and, with profiling
+# off, pgmedic_noprof-metrics.txt).
+for t in "${PGMEDICS[@]}"; do
+    "$PY" - "http://127.0.0.1:${HTTP_PORT[$t]}/metrics" "$OUT/$t-metrics.txt" <<'EOF' || echo "bench: could not fetch $t /metrics (ignored)" >&2
 import sys, urllib.request
 try:
     with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
@@ -381,10 +398,23 @@ try:
 except Exception as e:
     sys.exit("bench: %s: %s" % (sys.argv[1], e))
 EOF
+done
+# The comparison means something only if profile=off took effect, and only there.
+for t in "${PGMEDICS[@]}"; do
+    [ -s "$OUT/$t-metrics.txt" ] || continue
+    profiled=$(sed -n 's/^pgmedic_profile_statements_total \([0-9]*\).*/\1/p' "$OUT/$t-metrics.txt")
+    case $t:${profiled:-?} in
+        *:\?) ;;
+        pgmedic_noprof:0|pgmedic:[1-9]*) ;;
+        *) echo "bench: warning: $t reports pgmedic_profile_statements_total $profiled:" \
+               "profiling is not $([ "$t" = pgmedic ] && echo on || echo off) there as expected" >&2 ;;
+    esac
+done
 
 # --- report ---------------------------------------------------------------------------
 say "results (median of $ROUNDS rounds; pgmedic/pgbouncer > 1: pgmedic faster;" \
-    "cpu pgbouncer/pgmedic > 1: pgmedic uses less CPU per transaction)"
+    "${PGMEDICS[1]:+profiling on/off: pgmedic tps / pgmedic noprof tps, target >= 0.97; }cpu" \
+    "pgbouncer/pgmedic > 1: pgmedic uses less CPU per transaction)"
 echo
 if [ "$(pgmedic_sha)" != "$PGMEDIC_SHA" ]; then
     echo "bench: note: $PGMEDIC_BIN was rebuilt during the benchmark; the results are for the" \
@@ -395,14 +425,18 @@ cpu_model=$(sed -n 's/^\(model name\|Model\|Hardware\)[[:space:]]*: *//p' /proc/
 rc=0
 PYTHONIOENCODING=utf-8 "$PY" - "$OUT" "$ROUNDS" "$DURATION" "$CLIENTS" "$JOBS" "$SCALE" "$POOL_SIZE" \
     "$(ver "$PGBIN/postgres")" "$(ver "$PGBOUNCER_BIN")" "$pgmedic_ver" "$(nproc)" \
-    "$cpu_model" "$START_DATE" "$CLK_TCK" "$WARMUP" <<'EOF' || rc=$?
+    "$cpu_model" "$START_DATE" "$CLK_TCK" "$WARMUP" "${TARGETS[*]}" <<'EOF' || rc=$?
 import os, re, statistics, sys
 
 out, rounds, duration, clients, jobs, scale, pool = sys.argv[1:8]
 pg_ver, pgb_ver, pgm_ver, ncpu, cpu_model, date, clk_tck, warmup = sys.argv[8:16]
 clk_tck = int(clk_tck)
-PROXIES = ["pgbouncer", "pgmedic"]
-TARGETS = ["direct", "pgbouncer", "pgmedic"]
+TARGETS = sys.argv[16].split()        # direct pgbouncer pgmedic [pgmedic_noprof]
+PROXIES = [t for t in TARGETS if t != "direct"]
+LAT_TARGETS = ["direct", "pgbouncer", "pgmedic"]
+NOPROF = "pgmedic_noprof" in TARGETS
+NAME = {"direct": "direct", "pgbouncer": "pgbouncer", "pgmedic": "pgmedic",
+        "pgmedic_noprof": "pgmedic noprof"}
 ORDER = ["select_simple", "select_extended", "tpcb_simple", "select_connect", "select_prepared"]
 LABEL = {
     "select_simple": "-S -M simple",
@@ -460,14 +494,17 @@ def ratio(w, a, b, key="tps"):
     x, y = med(w, a, key), med(w, b, key)
     return "%.2f" % (x / y) if x is not None and y else "-"
 
-head = ["workload", "direct tps", "pgbouncer tps", "pgmedic tps", "pgmedic/pgbouncer",
-        "pgmedic/direct", "direct lat ms", "pgbouncer lat ms", "pgmedic lat ms",
-        "pgbouncer cpu µs/xact", "pgmedic cpu µs/xact", "cpu pgbouncer/pgmedic"]
+head = (["workload"] + ["%s tps" % NAME[t] for t in TARGETS]
+        + ["pgmedic/pgbouncer"] + (["profiling on/off"] if NOPROF else []) + ["pgmedic/direct"]
+        + ["%s lat ms" % NAME[t] for t in LAT_TARGETS]
+        + ["%s cpu µs/xact" % NAME[t] for t in PROXIES] + ["cpu pgbouncer/pgmedic"])
 rows = []
 for w in workloads:
     rows.append([LABEL[w]] + [cell(w, t, "tps", "%.0f") for t in TARGETS]
-                + [ratio(w, "pgmedic", "pgbouncer"), ratio(w, "pgmedic", "direct")]
-                + [cell(w, t, "lat", "%.3f") for t in TARGETS]
+                + [ratio(w, "pgmedic", "pgbouncer")]
+                + ([ratio(w, "pgmedic", "pgmedic_noprof")] if NOPROF else [])
+                + [ratio(w, "pgmedic", "direct")]
+                + [cell(w, t, "lat", "%.3f") for t in LAT_TARGETS]
                 + [cell(w, t, "cpu", "%.1f") for t in PROXIES]
                 + [ratio(w, "pgbouncer", "pgmedic", "cpu")])
 
@@ -505,17 +542,27 @@ if any((w, t) in EXPECTED_FAIL and any(r["status"] != "ok" for r in runs[(w, t)]
     print("  (PgBouncer 1.18 does not support protocol-level prepared statements in transaction mode: expected)")
 
 md = []
-md.append("# Pooling benchmark: direct PostgreSQL vs PgBouncer vs pgmedic")
+md.append("# Pooling benchmark: direct PostgreSQL vs PgBouncer vs pgmedic"
+          + (" (profiling on and off)" if NOPROF else ""))
 md.append("")
 md.append("%s; %s; pgmedic: %s." % (pg_ver or "PostgreSQL ?", pgb_ver or "PgBouncer ?", pgm_ver or "?"))
-md.append("pgbench -c %s -j %s -T %s, scale %s; both poolers in transaction mode with %s server "
+md.append("pgbench -c %s -j %s -T %s, scale %s; %s in transaction mode with %s server "
           "connections. Medians of %s rounds, targets in rotating order%s. "
           "pgmedic/pgbouncer and pgmedic/direct compare median tps: > 1 means pgmedic is faster. "
           "*cpu µs/xact* is the pooler process's own CPU time (user + system, from /proc/PID/stat) "
           "during a run divided by the transactions pgbench processed in it (median over rounds); "
           "cpu pgbouncer/pgmedic > 1 means pgmedic spends less CPU per transaction."
-          % (clients, jobs, duration, scale, pool, rounds,
+          % (clients, jobs, duration, scale, "all poolers" if NOPROF else "both poolers", pool, rounds,
              ", after an uncounted %s s warm-up per workload and target" % warmup if warmup != "0" else ""))
+if NOPROF:
+    md.append("")
+    md.append("*pgmedic* runs as it does by default, profiling every query; *pgmedic noprof* is a "
+              "second pgmedic, the same binary with the same flags plus `--set profile=off`, on its "
+              "own ports, measured in the same rounds. *profiling on/off* is pgmedic's median tps "
+              "divided by pgmedic noprof's: what the profiler costs in throughput (1.00: nothing; "
+              "0.97: 3 % fewer transactions per second). The target is >= 0.97 for `-S`, and "
+              "pgmedic/pgbouncer (profiling on) >= 1.0. The two pgmedics' *cpu µs/xact* give the "
+              "profiler's cost in CPU per transaction, which is steadier than tps on a small machine.")
 md.append("")
 md.append(machine + ".")
 md.append("")
@@ -526,8 +573,10 @@ for r in rows:
 md.append("")
 md.append("All runs (tps, and the poolers' CPU µs per transaction):")
 md.append("")
-md.append("| workload | round | direct tps | pgbouncer tps | pgmedic tps | pgbouncer cpu µs/xact | pgmedic cpu µs/xact |")
-md.append("|---|---:|---:|---:|---:|---:|---:|")
+run_head = (["workload", "round"] + ["%s tps" % NAME[t] for t in TARGETS]
+            + ["%s cpu µs/xact" % NAME[t] for t in PROXIES])
+md.append("| " + " | ".join(run_head) + " |")
+md.append("|" + "|".join(["---"] + ["---:"] * (len(run_head) - 1)) + "|")
 for w in workloads:
     for rnd in range(1, int(rounds) + 1):
         cells = []
@@ -558,12 +607,12 @@ if [ -n "$DEAD" ]; then
     echo "bench: died during the benchmark:$DEAD (see its log in build/bench/)" >&2
     rc=1
 fi
-for t in pgmedic pgbouncer; do
+for t in pgmedic_noprof pgmedic pgbouncer; do
     pid=$(target_pid "$t")
     [ -n "$pid" ] || continue
     st=0
     stop_pid "$pid" "$t" || st=$?
-    if [ "$t" = pgmedic ]; then PGMEDIC_PID=""; else PGBOUNCER_PID=""; fi
+    PROC_PID[$t]=""
     case $st in
         0|130|143) ;;
         *) case " $DEAD " in *" $t "*) ;; *) echo "bench: $t exited with status $st on SIGTERM" >&2; rc=1 ;; esac ;;

@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev llvm
 libevent-dev libssl-dev openssl libpq-dev libjansson-dev libinih-dev
 libxxhash-dev libcmocka-dev libpg-query-dev
 postgresql-15 postgresql-15-hypopg postgresql-contrib pgbouncer
-python3-pytest python3-psycopg2 python3-psycopg procps iproute2"
+python3-pytest python3-psycopg2 python3-psycopg procps iproute2 gunicorn curl"
 
 missing=""
 for p in $PKGS; do
