@@ -57,6 +57,7 @@ integration: setup build/asan/pgmedic build/pgmedic
 
 test: setup
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory sqldiff
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory integration
 
@@ -65,6 +66,11 @@ demo: setup build/pgmedic
 
 bench: setup build/pgmedic
 	./bench/pooling.sh
+
+# The profiler's cost: pgmedic with profiling on vs off (and vs PgBouncer), -S only.
+.PHONY: bench-profiling
+bench-profiling: setup build/pgmedic
+	WORKLOADS="select_simple select_extended" ./bench/pooling.sh
 
 scale: setup build/pgmedic
 	./bench/scale.sh
@@ -90,6 +96,23 @@ fuzz-smoke: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
 	  $$f -max_total_time=$${FUZZ_SECONDS:-300} -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
+
+# Differential test of the SQL normalizer against libpg_query over tests/sql_corpus.
+.PHONY: sqldiff bench-normalize
+build/asan/sqldiff: tests/sqldiff/sqldiff.c src/sql/normalize.c src/sql/normalize.h
+	@mkdir -p build/asan
+	$(CC) $(CFLAGS_COMMON) $(ASAN_CFLAGS) -o $@ tests/sqldiff/sqldiff.c src/sql/normalize.c $(PKG_LIBS) -lm
+
+sqldiff: build/asan/sqldiff
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build/asan/sqldiff tests/sql_corpus/*.jsonl
+
+# Normalizations per second, pgmedic next to pg_query_normalize (not a test).
+build/normalize_bench: bench/normalize_bench.c src/sql/normalize.c src/sql/normalize.h
+	@mkdir -p build
+	$(CC) $(CFLAGS_COMMON) -O2 -DNDEBUG -o $@ bench/normalize_bench.c src/sql/normalize.c $(PKG_LIBS) -lm
+
+bench-normalize: build/normalize_bench
+	build/normalize_bench
 
 clean:
 	rm -rf build

@@ -1,16 +1,26 @@
 #!/bin/bash
-# demo.sh — `make demo`: pgmedic pooling a private PostgreSQL under pgbench load, then a
-# summary of what pgmedic saw (its /metrics) next to what pgbench measured.
+# demo.sh — `make demo`: a Django bookstore with planted performance problems, served
+# through pgmedic, diagnosed by pgmedic, fixed, and measured again.
 #
-# Steps: private PostgreSQL 15 (scripts/pgtmp.sh) -> build/pgmedic in front of it
-# (transaction pooling, pool of 10, /metrics on) -> pgbench -i through pgmedic -> a mix of
-# select-only and TPC-B-like transactions from 20 clients, first with the simple query
-# protocol, then the extended one -> summary -> everything stopped, temp dirs removed.
-# Exits non-zero if any step fails. Logs are kept in build/demo/.
+# Steps: private PostgreSQL 15 (scripts/pgtmp.sh; HypoPG created in the app database)
+# -> build/pgmedic in front of it (transaction pooling, HTTP API, advisor on when this
+# build knows it) -> migrate + seed examples/bookstore through pgmedic (5,000 books,
+# 400,000 reviews) -> manage.py pgmedic_models -> gunicorn (2 workers) against pgmedic
+# -> HTTP requests to every planted view (N+1 over a FK, a reverse FK and an M2M,
+# duplicate queries, a filter on unindexed columns, an unindexed FK) -> what pgmedic
+# found (`pgmedic report`, or /api/findings) -> the indexes it suggests are created
+# CONCURRENTLY -> the fixed twins of the views are requested -> before/after per view
+# (queries per request, p95 per request) -> everything stopped, temp dirs removed.
+# Exits non-zero if any step fails. Logs, snapshots and findings are kept in build/demo/.
 #
-# Environment: PGMEDIC_BIN (default build/pgmedic), DEMO_DURATION (seconds per run, 10),
-# DEMO_CLIENTS (20), DEMO_POOL (10), DEMO_SCALE (5), DEMO_INIT (pgmedic, or direct to run
-# pgbench -i straight against PostgreSQL), PGBIN (PostgreSQL 15 binaries).
+# SERVE=1 (`make demo SERVE=1`): leaves everything running at the end and prints the
+# URLs; Ctrl-C stops it all.
+#
+# Environment: PGMEDIC_BIN (default build/pgmedic), PGBIN (PostgreSQL 15 binaries),
+# DEMO_REQUESTS (requests per view, 20), DEMO_CONCURRENCY (concurrent clients, 4),
+# DEMO_POOL (pool size, 10), DEMO_WEB_PORT / DEMO_HTTP_PORT / DEMO_PORT (default: free
+# ports), DEMO_ADVISOR_WAIT (seconds to give the advisor after the load; default from
+# its interval; the demo goes on as soon as the findings are in), SERVE.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -18,33 +28,40 @@ PGMEDIC_BIN=${PGMEDIC_BIN:-$ROOT/build/pgmedic}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 export PGBIN
 PY=/usr/bin/python3
-DURATION=${DEMO_DURATION:-10}
-CLIENTS=${DEMO_CLIENTS:-20}
+GUNICORN=/usr/bin/gunicorn
+APP=$ROOT/examples/bookstore
+HELPER=$ROOT/scripts/demo_bookstore.py
+REQUESTS=${DEMO_REQUESTS:-20}
+CONCURRENCY=${DEMO_CONCURRENCY:-4}
 POOL=${DEMO_POOL:-10}
-SCALE=${DEMO_SCALE:-5}
-INIT_VIA=${DEMO_INIT:-pgmedic}
-DB=demo
+SERVE=${SERVE:-0}
+DB=bookstore
 LOGDIR=$ROOT/build/demo
 
 say()  { printf '\n== %s\n' "$*"; }
 info() { printf '   %s\n' "$*"; }
 die()  { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
+elapsed() { local ms=$(( ($(date +%s%N) - $1) / 1000000 )); printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)); }
 
 [ -x "$PGMEDIC_BIN" ] || die "pgmedic binary not found at $PGMEDIC_BIN (run 'make' first or set PGMEDIC_BIN)"
-[ -x "$PGBIN/pgbench" ] || die "pgbench not found in $PGBIN (install postgresql-15)"
-[ -x "$PY" ] || die "$PY is required (HTTP and the summary use only its standard library)"
+[ -x "$PGBIN/initdb" ] || die "PostgreSQL 15 not found in $PGBIN (install postgresql-15)"
+[ -x "$PY" ] || die "$PY is required (Debian's python3 with python3-django and python3-psycopg2)"
+[ -x "$GUNICORN" ] || die "$GUNICORN is required (Debian package gunicorn)"
+"$PY" -c 'import django, psycopg2; assert django.VERSION[:2] >= (4, 2), django.get_version()' 2>/dev/null \
+    || die "$PY needs Django 4.2 (python3-django from bookworm-backports) and psycopg2 (scripts/setup.sh)"
 
+T_START=$(date +%s%N)
 TMP=$(mktemp -d /tmp/pgmedic-demo.XXXXXX)
 chmod 755 "$TMP"            # the postgres user must reach $TMP/pg
 rm -rf "$LOGDIR"
 mkdir -p "$LOGDIR"
 PGMEDIC_PID=""
+WEB_PID=""
 PG_STARTED=0
+SERVING=0
 
-stop_pgmedic() {
-    # Stop pgmedic with SIGTERM; prints its exit status. Falls back to SIGKILL after 10 s.
-    local pid=$PGMEDIC_PID _ st=0
-    PGMEDIC_PID=""
+stop_pid() {   # stop_pid PID NAME: SIGTERM, wait up to 10 s, then SIGKILL; returns the exit status
+    local pid=$1 name=$2 _ st=0
     [ -n "$pid" ] || return 0
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 100); do
@@ -52,7 +69,7 @@ stop_pgmedic() {
         sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
-        echo "demo: pgmedic ignored SIGTERM for 10 s; killing it" >&2
+        echo "demo: $name ignored SIGTERM for 10 s; killing it" >&2
         kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || st=$?
@@ -62,8 +79,11 @@ stop_pgmedic() {
 cleanup() {
     local rc=$?
     set +e
-    trap - EXIT INT TERM
-    if [ -n "$PGMEDIC_PID" ]; then stop_pgmedic; fi
+    trap - EXIT INT TERM ERR
+    # Ctrl-C is how a SERVE=1 demo ends: not a failure.
+    if [ "$SERVING" = 1 ] && [ "$rc" = 130 ]; then rc=0; echo; echo "demo: stopping"; fi
+    if [ -n "$WEB_PID" ]; then stop_pid "$WEB_PID" gunicorn; WEB_PID=""; fi
+    if [ -n "$PGMEDIC_PID" ]; then stop_pid "$PGMEDIC_PID" pgmedic; PGMEDIC_PID=""; fi
     if [ "$PG_STARTED" = 1 ]; then
         cp "$TMP/pg/postgres.log" "$LOGDIR/postgres.log" 2>/dev/null
         "$ROOT/scripts/pgtmp.sh" stop "$TMP/pg" 2>/dev/null
@@ -71,10 +91,13 @@ cleanup() {
     rm -rf "$TMP"
     if [ "$rc" != 0 ]; then
         echo "demo: FAILED (exit $rc). Logs: $LOGDIR" >&2
-        if [ -s "$LOGDIR/pgmedic.log" ]; then
-            echo "--- last lines of $LOGDIR/pgmedic.log:" >&2
-            tail -n 15 "$LOGDIR/pgmedic.log" >&2
-        fi
+        local f
+        for f in pgmedic.log gunicorn.log; do
+            if [ -s "$LOGDIR/$f" ]; then
+                echo "--- last lines of $LOGDIR/$f:" >&2
+                tail -n 15 "$LOGDIR/$f" >&2
+            fi
+        done
     fi
     exit "$rc"
 }
@@ -94,272 +117,182 @@ for s in socks:
 EOF
 }
 
-wait_listening() {  # wait_listening PORT PID NAME: until PORT accepts TCP, or PID dies, or 15 s
+wait_listening() {  # wait_listening PORT PID NAME: until PORT accepts TCP, or PID dies, or 20 s
     local port=$1 pid=$2 name=$3 _
-    for _ in $(seq 150); do
+    for _ in $(seq 200); do
         if ! kill -0 "$pid" 2>/dev/null; then
             die "$name exited during startup (see $LOGDIR/$name.log)"
         fi
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
-    die "$name is not listening on 127.0.0.1:$port after 15 s"
+    die "$name is not listening on 127.0.0.1:$port after 20 s"
 }
 
-fetch_metrics() {   # fetch_metrics FILE
-    "$PY" - "http://127.0.0.1:$HPORT/metrics" "$1" <<'EOF' || die "could not fetch pgmedic /metrics from 127.0.0.1:$HPORT"
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
-        body = r.read()
-except Exception as e:      # HTTPError (non-2xx) included
-    sys.exit("demo: %s: %s" % (sys.argv[1], e))
-open(sys.argv[2], "wb").write(body)
-EOF
+alive() {   # alive: both servers still running, or die
+    kill -0 "$PGMEDIC_PID" 2>/dev/null || die "pgmedic is no longer running (see $LOGDIR/pgmedic.log)"
+    kill -0 "$WEB_PID" 2>/dev/null || die "gunicorn is no longer running (see $LOGDIR/gunicorn.log)"
 }
 
-pgbench_run() {     # pgbench_run NAME PORT ARGS...: pgbench, output in $LOGDIR/NAME.log
-    local name=$1 port=$2 st=0
+manage() {   # manage NAME PORT ARGS...: the bookstore's manage.py ARGS against PORT, output in manage-NAME.log
+    local log=$LOGDIR/manage-$1.log port=$2
     shift 2
-    "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U postgres "$@" "$DB" >"$LOGDIR/$name.log" 2>&1 || st=$?
-    if [ "$st" != 0 ]; then
-        tail -n 20 "$LOGDIR/$name.log" >&2
-        die "pgbench ($name) failed with exit status $st"
-    fi
-    kill -0 "$PGMEDIC_PID" 2>/dev/null || die "pgmedic is no longer running"
-    local line
-    for line in "$(grep -m1 -E '^latency average = ' "$LOGDIR/$name.log" || true)" \
-                "$(grep -m1 -E '^tps = ' "$LOGDIR/$name.log" || true)"; do
-        [ -z "$line" ] || info "$line"
-    done
+    (cd "$APP" && PGHOST=127.0.0.1 PGPORT=$port PGDATABASE=$DB PGUSER=postgres PGMEDIC_URL=$PGMEDIC_URL \
+        PYTHONDONTWRITEBYTECODE=1 "$PY" manage.py "$@") >"$log" 2>&1 \
+        || { tail -n 25 "$log" >&2; die "manage.py $* failed (see $log)"; }
 }
 
-# ---------------------------------------------------------------------------------------
-say "PostgreSQL 15 (private cluster)"
-PORTS=$(free_ports 2)
-# shellcheck disable=SC2086  # split the two ports on purpose
-set -- $PORTS
-MPORT=$1 HPORT=$2
-PG_STARTED=1
-PGPORT=$("$ROOT/scripts/pgtmp.sh" start "$TMP/pg")
-info "listening on 127.0.0.1:$PGPORT"
-"$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qAt -v ON_ERROR_STOP=1 \
-    -c "CREATE DATABASE $DB" postgres >/dev/null || die "CREATE DATABASE $DB failed"
+# ------------------------------------------------------------------ PostgreSQL
 
-say "pgmedic"
-UPSTREAM="postgresql://postgres@127.0.0.1:$PGPORT/$DB"
-info "$PGMEDIC_BIN --listen 127.0.0.1:$MPORT --upstream $UPSTREAM"
-info "    --pool-mode transaction --pool-size $POOL --http 127.0.0.1:$HPORT"
-"$PGMEDIC_BIN" --listen "127.0.0.1:$MPORT" --upstream "$UPSTREAM" \
-    --pool-mode transaction --pool-size "$POOL" --http "127.0.0.1:$HPORT" \
+say "starting a private PostgreSQL 15"
+PGPORT=$("$ROOT/scripts/pgtmp.sh" start "$TMP/pg" 2>"$LOGDIR/pgtmp.log") \
+    || { cat "$LOGDIR/pgtmp.log" >&2; die "could not start PostgreSQL"; }
+PG_STARTED=1
+PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres)
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB" >/dev/null
+info "PostgreSQL on 127.0.0.1:$PGPORT, database $DB"
+# HypoPG lets pgmedic prove an index helps before anyone creates it.  Creating the
+# extension needs a superuser: done here, once, as the app's DBA would.
+if "${PSQL[@]}" -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS hypopg" >"$LOGDIR/hypopg.log" 2>&1; then
+    info "HypoPG $("${PSQL[@]}" -d "$DB" -At -c "SELECT extversion FROM pg_extension WHERE extname = 'hypopg'") created in $DB"
+else
+    info "HypoPG is not available (package postgresql-15-hypopg): missing indexes are not verified"
+fi
+
+# ------------------------------------------------------------------ pgmedic
+
+# The diagnosis keys are recent: pass each only if this build accepts it.
+ADVISOR_ARGS=()
+ADVISOR_INTERVAL=5
+for kv in advisor=on hypopg=create advisor_interval=2; do
+    if "$PGMEDIC_BIN" --set "$kv" --version >/dev/null 2>&1; then
+        ADVISOR_ARGS+=(--set "$kv")
+        [ "$kv" = advisor_interval=2 ] && ADVISOR_INTERVAL=2
+    else
+        info "this pgmedic does not know --set $kv yet; left out"
+    fi
+done
+
+read -r MPORT HPORT WPORT <<<"$(free_ports 3 | tr '\n' ' ')"
+MPORT=${DEMO_PORT:-$MPORT}
+HPORT=${DEMO_HTTP_PORT:-$HPORT}
+WPORT=${DEMO_WEB_PORT:-$WPORT}
+PGMEDIC_URL=http://127.0.0.1:$HPORT
+say "starting pgmedic (transaction pooling, pool of $POOL)"
+"$PGMEDIC_BIN" --listen "127.0.0.1:$MPORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
+    --pool-mode transaction --pool-size "$POOL" --http "127.0.0.1:$HPORT" "${ADVISOR_ARGS[@]}" \
     >"$LOGDIR/pgmedic.log" 2>&1 &
 PGMEDIC_PID=$!
 wait_listening "$MPORT" "$PGMEDIC_PID" pgmedic
 wait_listening "$HPORT" "$PGMEDIC_PID" pgmedic
-info "proxy on 127.0.0.1:$MPORT, metrics on http://127.0.0.1:$HPORT/metrics (pid $PGMEDIC_PID)"
+info "proxy on 127.0.0.1:$MPORT, HTTP API on $PGMEDIC_URL (pid $PGMEDIC_PID) ${ADVISOR_ARGS[*]}"
 
-case $INIT_VIA in
-    pgmedic) say "pgbench -i -s $SCALE through pgmedic (tables, COPY, vacuum, primary keys)"; port=$MPORT ;;
-    direct)  say "pgbench -i -s $SCALE directly against PostgreSQL"; port=$PGPORT ;;
-    *) die "DEMO_INIT must be 'pgmedic' or 'direct' (got '$INIT_VIA')" ;;
-esac
+# ------------------------------------------------------------------ the bookstore
+
+# Set-up work goes straight to PostgreSQL, as a deployment's would: pgmedic is there for
+# the application's traffic (run through it, migrations work too, and show up in the
+# findings as untagged work).
+say "migrating and seeding the bookstore (directly: set-up, not traffic)"
 t0=$(date +%s%N)
-pgbench_run init "$port" -i -s "$SCALE"
-ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-info "initialized $((SCALE * 100000)) accounts in $((ms / 1000)).$(printf '%03d' $((ms % 1000))) s"
+manage migrate "$PGPORT" migrate --no-input -v 1
+info "migrations applied ($(elapsed "$t0"))"
+manage seed "$PGPORT" seed
+info "$(tail -n 1 "$LOGDIR/manage-seed.log")"
+manage pgmedic_models "$MPORT" pgmedic_models --url "$PGMEDIC_URL"
+info "$(tail -n 1 "$LOGDIR/manage-pgmedic_models.log")"
 
-MIX=(-b select-only@9 -b tpcb-like@1)
-LOAD=(-c "$CLIENTS" -j 2 -T "$DURATION" -n "${MIX[@]}")
-say "load: $CLIENTS clients, ${DURATION} s, 90% select-only / 10% TPC-B-like, simple protocol"
-pgbench_run run-simple "$MPORT" "${LOAD[@]}" -M simple
+say "starting the bookstore: gunicorn, 2 workers, database = pgmedic"
+(cd "$APP" && exec env PGHOST=127.0.0.1 PGPORT="$MPORT" PGDATABASE=$DB PGUSER=postgres PYTHONDONTWRITEBYTECODE=1 \
+    "$GUNICORN" --workers 2 --bind "127.0.0.1:$WPORT" --timeout 60 \
+    --access-logfile "$LOGDIR/gunicorn-access.log" --error-logfile "$LOGDIR/gunicorn.log" bookstore.wsgi) &
+WEB_PID=$!
+wait_listening "$WPORT" "$WEB_PID" gunicorn
+APP_URL=http://127.0.0.1:$WPORT
+info "bookstore on $APP_URL (pid $WEB_PID)"
 
-say "load: $CLIENTS clients, ${DURATION} s, same mix, extended protocol"
-# Take a /metrics snapshot in the middle of this run to show clients and servers under load.
-(sleep "$(( (DURATION + 1) / 2 ))"; fetch_metrics "$LOGDIR/metrics-during-load.txt") &
-SNAP_PID=$!
-pgbench_run run-extended "$MPORT" "${LOAD[@]}" -M extended
-wait "$SNAP_PID" || die "could not take the mid-load /metrics snapshot"
+# ------------------------------------------------------------------ before
 
-sleep 0.5   # let the last client disconnects settle in the counters
-fetch_metrics "$LOGDIR/metrics.txt"
+say "requests to the planted views ($REQUESTS each, $CONCURRENCY at a time)"
+"$PY" "$HELPER" load --app "$APP_URL" --phase planted -n "$REQUESTS" -c "$CONCURRENCY" \
+    --out "$LOGDIR/load-planted.json"
+alive
 
-say "stopping pgmedic"
+WAIT=${DEMO_ADVISOR_WAIT:-$((ADVISOR_INTERVAL * 4 + 5))}
+info "waiting for the advisor (EXPLAIN, HypoPG, catalog checks; at most ${WAIT} s)"
+"$PY" "$HELPER" wait --pgmedic "$PGMEDIC_URL" --timeout "$WAIT"
+"$PGMEDIC_BIN" snapshot --http "$PGMEDIC_URL" -o "$LOGDIR/before.json"
+
+say "what pgmedic found"
+"$PY" - "$PGMEDIC_URL/api/findings" "$LOGDIR/findings-before.json" <<'EOF' || true
+import sys, urllib.request      # the raw findings, kept next to the report
+try:
+    open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1], timeout=5).read())
+except Exception:
+    pass
+EOF
+if "$PGMEDIC_BIN" help report >/dev/null 2>&1; then
+    "$PGMEDIC_BIN" report --http "$PGMEDIC_URL" >"$LOGDIR/report-before.txt" 2>&1 \
+        || { cat "$LOGDIR/report-before.txt" >&2; die "pgmedic report failed"; }
+else
+    # No `pgmedic report` in this build: the findings, formatted by the helper.
+    st=0
+    "$PY" "$HELPER" findings --pgmedic "$PGMEDIC_URL" >"$LOGDIR/report-before.txt" 2>&1 || st=$?
+    [ "$st" = 0 ] || [ "$st" = 3 ] || { cat "$LOGDIR/report-before.txt" >&2; die "could not read pgmedic's findings"; }
+fi
+cat "$LOGDIR/report-before.txt"
+
+# ------------------------------------------------------------------ the fix
+
+say "creating the suggested indexes (CONCURRENTLY: the shop keeps running)"
+"$PY" "$HELPER" indexes --pgmedic "$PGMEDIC_URL" \
+    --dsn "host=127.0.0.1 port=$PGPORT dbname=$DB user=postgres sslmode=disable"
+
+say "requests to the fixed views ($REQUESTS each)"
+info "(select_related / prefetch_related / loaded once; the index views are the same code, now indexed)"
+"$PY" "$HELPER" load --app "$APP_URL" --phase fixed -n "$REQUESTS" -c "$CONCURRENCY" \
+    --out "$LOGDIR/load-fixed.json"
+alive
+sleep 0.5
+"$PGMEDIC_BIN" snapshot --http "$PGMEDIC_URL" -o "$LOGDIR/after.json"
+"$PGMEDIC_BIN" compare "$LOGDIR/before.json" "$LOGDIR/after.json" >"$LOGDIR/compare.txt" \
+    || die "pgmedic compare failed"
+
+say "before -> after, per view (pgmedic: queries and DB time per request; the client: HTTP time)"
+"$PY" "$HELPER" summary --pgmedic "$PGMEDIC_URL" --load-before "$LOGDIR/load-planted.json" \
+    --load-after "$LOGDIR/load-fixed.json" | tee "$LOGDIR/summary.txt"
+info ""
+info "snapshots: build/demo/before.json, build/demo/after.json (pgmedic compare: build/demo/compare.txt)"
+info "demo ran in $(elapsed "$T_START")"
+
+if [ "$SERVE" = 1 ]; then
+    SERVING=1
+    say "serving (SERVE=1) — Ctrl-C stops everything"
+    info "bookstore           $APP_URL/               (planted: /books/  fixed: /fixed/books/ ...)"
+    info "pgmedic findings    $PGMEDIC_URL/api/findings"
+    info "pgmedic routes      $PGMEDIC_URL/api/routes"
+    info "pgmedic metrics     $PGMEDIC_URL/metrics"
+    info "PostgreSQL          via pgmedic: psql -h 127.0.0.1 -p $MPORT -U postgres $DB"
+    info "                    direct:      psql -h 127.0.0.1 -p $PGPORT -U postgres $DB"
+    info "top                 $PGMEDIC_BIN top --http $PGMEDIC_URL"
+    while :; do
+        alive
+        sleep 1
+    done
+fi
+
+say "stopping"
 st=0
-stop_pgmedic || st=$?
+stop_pid "$WEB_PID" gunicorn || st=$?
+WEB_PID=""
+[ "$st" = 0 ] || info "gunicorn exited with status $st"
+st=0
+stop_pid "$PGMEDIC_PID" pgmedic || st=$?
+PGMEDIC_PID=""
 case $st in
     0|143) info "pgmedic exited cleanly (status $st)" ;;
     *) die "pgmedic exited with status $st on SIGTERM (see $LOGDIR/pgmedic.log)" ;;
 esac
-
-say "summary"
-"$PY" - "$LOGDIR" "$DB" "$POOL" "$CLIENTS" <<'EOF'
-import os, re, sys
-
-logdir, db, pool_size, nclients = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-LINE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
-LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-def parse(path):
-    """Prometheus text -> list of (name, labels dict, float value)."""
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("#") or not line.strip():
-                continue
-            m = LINE.match(line)
-            if not m:
-                continue
-            try:
-                v = float(m.group(3))
-            except ValueError:
-                continue
-            out.append((m.group(1), dict(LABEL.findall(m.group(2) or "")), v))
-    return out
-
-def pools(samples):
-    """{(database, user): {metric: {state or '': value}}} for pgmedic_* samples that name a
-    pool; samples without a database (proxy-wide, or clients not logged in yet) go under
-    the key None."""
-    res = {}
-    for name, labels, v in samples:
-        if not name.startswith("pgmedic_"):
-            continue
-        key = (labels["database"], labels.get("user", "")) if labels.get("database") else None
-        by = res.setdefault(key, {}).setdefault(name, {})
-        st = labels.get("state") or labels.get("mode") or ""
-        by[st] = by.get(st, 0.0) + v
-    return res
-
-def total(p, name):
-    d = p.get(name)
-    return None if d is None else sum(d.values())
-
-def states(p, name):
-    d = p.get(name)
-    if d is None:
-        return "-"
-    tot = int(sum(d.values()))
-    parts = ", ".join("%s %d" % (s, v) for s, v in sorted(d.items()) if s and v)
-    return "%d (%s)" % (tot, parts) if parts else str(tot)
-
-def human_bytes(n):
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
-
-def num(n, fmt="%d"):
-    return "-" if n is None else fmt % n
-
-def pgbench(name):
-    r = {}
-    try:
-        text = open(os.path.join(logdir, name + ".log")).read()
-    except OSError:
-        return r
-    for key, pat in (("tps", r'^tps = ([0-9.]+)'), ("lat", r'^latency average = ([0-9.]+) ms'),
-                     ("tx", r'^number of transactions actually processed: (\d+)'),
-                     ("failed", r'^number of failed transactions: (\d+)')):
-        m = re.search(pat, text, re.M)
-        if m:
-            r[key] = float(m.group(1))
-    return r
-
-final = pools(parse(os.path.join(logdir, "metrics.txt")))
-during_path = os.path.join(logdir, "metrics-during-load.txt")
-during = pools(parse(during_path)) if os.path.exists(during_path) else {}
-
-def waits(p):
-    secs, n = total(p, "pgmedic_wait_seconds_total"), total(p, "pgmedic_waits_total")
-    if secs is None:
-        return "-"
-    s = "%.3f s in all" % secs
-    if n:
-        s += " over %d waits, %.3f ms on average" % (n, 1000.0 * secs / n)
-    mx = total(p, "pgmedic_wait_max_seconds")
-    if mx is not None:
-        s += ", longest %.1f ms" % (1000.0 * mx)
-    return s
-
-def pretty(name):
-    return name[len("pgmedic_"):].replace("_", " ")
-
-problems = []
-pool_keys = sorted(k for k in final if k is not None)
-print("pgmedic /metrics, per pool (database/user):")
-if not pool_keys:
-    problems.append("/metrics shows no pool (no pgmedic_* sample with a database label)")
-for key in pool_keys:
-    p, d = final[key], during.get(key, {})
-    size = total(p, "pgmedic_pool_size")
-    size = int(size) if size is not None else pool_size
-    mode = "/".join(s for s in p.get("pgmedic_pool_mode", {}) if s) or "?"
-    print("  pool %s/%s (%s pooling, pool size %d)" % (key[0], key[1], mode, size))
-    rows = [
-        ("pgmedic_clients", "clients, mid-load", states(d, "pgmedic_clients") if d else "-"),
-        ("pgmedic_servers", "server conns, mid-load", states(d, "pgmedic_servers") if d else "-"),
-        (None, "clients at end", states(p, "pgmedic_clients")),
-        (None, "server conns at end", states(p, "pgmedic_servers")),
-        ("pgmedic_transactions_total", "transactions", num(total(p, "pgmedic_transactions_total"))),
-        ("pgmedic_queries_total", "queries", num(total(p, "pgmedic_queries_total"))),
-        ("pgmedic_bytes_received_total", "bytes from clients", human_bytes(total(p, "pgmedic_bytes_received_total"))),
-        ("pgmedic_bytes_sent_total", "bytes to clients", human_bytes(total(p, "pgmedic_bytes_sent_total"))),
-        ("pgmedic_wait_seconds_total", "clients waited", waits(p)),
-        ("pgmedic_server_errors_total", "server errors", num(total(p, "pgmedic_server_errors_total"))),
-    ]
-    shown = {m for m, _, _ in rows} | {"pgmedic_pool_size", "pgmedic_pool_mode", "pgmedic_waits_total",
-                                       "pgmedic_wait_max_seconds"}
-    for name in sorted(p):           # whatever else pgmedic reports per pool
-        if name not in shown:
-            rows.append((name, pretty(name), states(p, name)))
-    for _, label, value in rows:
-        print("    %-28s %s" % (label, value))
-    srv = total(d, "pgmedic_servers")
-    if srv is not None and srv > size:
-        print("    note: %d server connections for a pool of %d" % (srv, size))
-
-glob = final.get(None, {})
-skip = {"pgmedic_up", "pgmedic_info", "pgmedic_shutting_down"}
-special = {"pgmedic_clients": "clients not yet in a pool", "pgmedic_servers": "servers not in a pool"}
-names = [n for n in sorted(glob) if n not in skip]
-if names:
-    print("  proxy-wide")
-    for name in names:
-        print("    %-28s %s" % (special.get(name) or pretty(name), states(glob, name)))
-
-print()
-print("pgbench (through pgmedic, %d clients):" % nclients)
-tx_sum = 0
-for name, label in (("run-simple", "simple protocol"), ("run-extended", "extended protocol")):
-    r = pgbench(name)
-    if "tps" not in r:
-        problems.append("no tps in %s.log" % name)
-        continue
-    tx_sum += int(r.get("tx", 0))
-    print("  %-18s tps %10.1f   latency avg %7.3f ms   transactions %d   failed %d"
-          % (label, r["tps"], r.get("lat", float("nan")), r.get("tx", 0), r.get("failed", 0)))
-
-pool = final.get((db, "postgres")) or next((v for (d_, _), v in final.items() if d_ == db), None)
-tx = total(pool, "pgmedic_transactions_total") if pool else None
-if tx is None:
-    problems.append("/metrics has no pgmedic_transactions_total for database %s" % db)
-elif tx <= 0:
-    problems.append("pgmedic counted no transactions for database %s" % db)
-else:
-    print()
-    print("cross-check: pgbench ran %d transactions in the load runs; pgmedic counted %d in all"
-          " (it also counts setup work such as pgbench -i)" % (tx_sum, tx))
-
-if problems:
-    for p in problems:
-        print("demo: error: " + p, file=sys.stderr)
-    sys.exit(1)
-EOF
-
-say "stopping PostgreSQL"
 cp "$TMP/pg/postgres.log" "$LOGDIR/postgres.log" 2>/dev/null || true
 PG_STARTED=0
-"$ROOT/scripts/pgtmp.sh" stop "$TMP/pg"
-say "demo OK (logs and /metrics snapshots in ${LOGDIR#"$ROOT"/})"
+"$ROOT/scripts/pgtmp.sh" stop "$TMP/pg" 2>>"$LOGDIR/pgtmp.log"
+say "demo OK in $(elapsed "$T_START") (logs, findings and snapshots in ${LOGDIR#"$ROOT"/})"

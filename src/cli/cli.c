@@ -1,4 +1,4 @@
-/* cli.c - subcommand dispatch (`pgmedic top|snapshot|compare|help`) and the small
+/* cli.c - subcommand dispatch (`pgmedic top|snapshot|compare|report|doctor|help`) and the small
  * helpers the subcommands share: strict option parsing, usage errors, JSON member
  * access, number formatting and width-limited printing. */
 #include <errno.h>
@@ -20,6 +20,8 @@ static const struct command commands[] = {
 	{"top", cli_top, cli_top_usage, "live table of the busiest queries of a running pgmedic"},
 	{"snapshot", cli_snapshot, cli_snapshot_usage, "save every query and route statistic as one JSON file"},
 	{"compare", cli_compare, cli_compare_usage, "before/after comparison of two snapshots"},
+	{"report", cli_report, cli_report_usage, "the problems a running pgmedic found, with their fixes"},
+	{"doctor", cli_doctor, cli_doctor_usage, "check a database's catalog: unindexed foreign keys, unused and redundant indexes"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -1,6 +1,7 @@
-/* cli.h - pgmedic's client subcommands: `top`, `snapshot` and `compare`.
- * They are not the proxy: they talk to a running pgmedic's HTTP endpoint (or read
- * snapshot files) with plain blocking I/O, print, and exit.
+/* cli.h - pgmedic's client subcommands: `top`, `snapshot`, `compare`, `report`
+ * and `doctor`.  They are not the proxy: they talk to a running pgmedic's HTTP
+ * endpoint (or read snapshot files, or, for `doctor`, query PostgreSQL's catalog
+ * with libpq) with plain blocking I/O, print, and exit.
  * Exit codes: CLI_OK, CLI_ERR for runtime failures (connection, bad file),
  * CLI_USAGE for command-line mistakes. */
 #ifndef PGMEDIC_CLI_H
@@ -60,13 +61,26 @@ size_t cli_utf8_width(const char *s);
  * of whitespace become one space), ending with "…" when cut.  Returns columns written. */
 size_t cli_put_clipped(FILE *f, const char *s, size_t width);
 
+/* ---- report.c: helpers shared with doctor.c ------------------------------ */
+
+/* The terminal's width: TIOCGWINSZ on stdout, else $COLUMNS, else 120. */
+int cli_term_width(void);
+/* Writes s word-wrapped to `width` columns; continuation lines are indented by
+ * `indent` spaces (the first line is not: the caller printed its label).  Ends
+ * with a newline. */
+void cli_put_wrapped(FILE *f, const char *s, size_t indent, size_t width);
+
 /* ---- subcommands ------------------------------------------------------ */
 
 int cli_top(int argc, char **argv);      /* argv[0] = "top" */
 int cli_snapshot(int argc, char **argv); /* argv[0] = "snapshot" */
 int cli_compare(int argc, char **argv);  /* argv[0] = "compare" */
+int cli_report(int argc, char **argv);   /* argv[0] = "report" */
+int cli_doctor(int argc, char **argv);   /* argv[0] = "doctor" */
 void cli_top_usage(FILE *f);
 void cli_snapshot_usage(FILE *f);
 void cli_compare_usage(FILE *f);
+void cli_report_usage(FILE *f);
+void cli_doctor_usage(FILE *f);
 
 #endif

@@ -1043,6 +1043,33 @@ static int set_key(struct config *c, const char *key, const char *value, const c
 		return int_value(label, value, 10, 100000, &c->max_routes, err, errlen);
 	if (strcasecmp(key, "metrics_top_fingerprints") == 0)
 		return int_value(label, value, 0, 1000, &c->metrics_top_fingerprints, err, errlen);
+	if (strcasecmp(key, "n_plus_one_threshold") == 0)
+		return int_value(label, value, 2, 100000, &c->n_plus_one_threshold, err, errlen);
+	if (strcasecmp(key, "request_idle_gap") == 0)
+		return duration_value(label, value, &c->request_idle_gap, err, errlen);
+	if (strcasecmp(key, "slow_query_ms") == 0) {
+		char *end;
+		double v = strtod(value, &end);
+		if (!*value || *end || !(v >= 0) || v > 1e9)
+			return fail(err, errlen, "%s: expected milliseconds (like 50 or 2.5), got '%s'", label, value);
+		c->slow_query_ms = v;
+		return SET_OK;
+	}
+	if (strcasecmp(key, "advisor") == 0)
+		return bool_value(label, value, &c->advisor, err, errlen);
+	if (strcasecmp(key, "advisor_interval") == 0)
+		return duration_value(label, value, &c->advisor_interval, err, errlen);
+	if (strcasecmp(key, "explain_analyze") == 0)
+		return bool_value(label, value, &c->explain_analyze, err, errlen);
+	if (strcasecmp(key, "hypopg") == 0) {
+		static const char *const modes[] = {"off", "use", "create", NULL};
+		for (int i = 0; modes[i]; i++)
+			if (strcasecmp(value, modes[i]) == 0) {
+				c->hypopg = i;
+				return SET_OK;
+			}
+		return fail(err, errlen, "%s: expected off, use or create, got '%s'", label, value);
+	}
 	if (strcasecmp(key, "server_reset_query") == 0) {
 		if (set_str(&c->server_reset_query, value) < 0)
 			return fail(err, errlen, "out of memory");
@@ -1116,6 +1143,13 @@ void config_init(struct config *c)
 	c->max_fingerprints = 5000;
 	c->max_routes = 1000;
 	c->metrics_top_fingerprints = 20;
+	c->n_plus_one_threshold = 5;
+	c->request_idle_gap = 1.0;
+	c->slow_query_ms = 50;
+	c->advisor = true;
+	c->advisor_interval = 5;
+	c->explain_analyze = false;
+	c->hypopg = 1;
 	c->query_wait_timeout = 120;
 	c->server_connect_timeout = 15;
 	c->server_idle_timeout = 600;

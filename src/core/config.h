@@ -75,6 +75,15 @@ struct config {
 	int max_fingerprints;      /* statistics entries kept; default 5000 */
 	int max_routes;            /* routes kept; default 1000 */
 	int metrics_top_fingerprints; /* fingerprints with their own /metrics series; default 20 */
+
+	/* diagnosis (src/insight/detect.c, advisor.c) */
+	int n_plus_one_threshold;  /* same fingerprint, different parameters, this many times in one request; default 5 */
+	double request_idle_gap;   /* untagged requests: a client's statements separated by less than this (s); default 1 */
+	double slow_query_ms;      /* p95 above this makes a fingerprint a slow_query candidate; default 50 */
+	bool advisor;              /* EXPLAIN slow queries and check the catalog on a side connection; default on */
+	double advisor_interval;   /* seconds between advisor rounds; default 5 */
+	bool explain_analyze;      /* the advisor may EXPLAIN ANALYZE plain SELECTs (READ ONLY, statement_timeout); default off */
+	int hypopg;                /* 0 off, 1 use when installed (default), 2 also CREATE EXTENSION hypopg */
 	double query_wait_timeout;     /* seconds, default 120; 0 = forever */
 	double server_connect_timeout; /* default 15 */
 	double server_idle_timeout;    /* default 600; 0 = never */

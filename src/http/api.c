@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "http/http.h"
+#include "insight/findings.h"
 #include "insight/stats.h"
 #include "proxy/proxy.h"
 #include "sql/normalize.h"
@@ -322,7 +323,7 @@ static json_t *routes_json(struct proxy *p, int sort, long limit)
 static void send_json(struct evhttp_request *req, int code, const char *reason, json_t *j)
 {
 	struct evbuffer *b = evbuffer_new();
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
 	if (!b || !text) {
 		free(text);
 		if (b)
@@ -391,6 +392,13 @@ bool api_handle(struct proxy *p, struct evhttp_request *req, const char *path)
 			send_json(req, 200, "OK", p->prof.models);
 		else
 			send_error_json(req, 404, "Not Found", "no model map yet: run manage.py pgmedic_models");
+		return true;
+	}
+	if (strcmp(path, "/api/findings") == 0) {
+		struct findings_opts fo = {p->cfg->slow_query_ms, p->prof.keep_literals, p->cfg->advisor};
+		json_t *j = findings_json(&p->prof, &fo);
+		send_json(req, 200, "OK", j);
+		json_decref(j);
 		return true;
 	}
 	if (strcmp(path, "/api/queries") == 0 || strcmp(path, "/api/routes") == 0) {

@@ -296,6 +296,7 @@ static void http_cb(struct evhttp_request *req, void *arg)
 				    "pgmedic %s\n/metrics       Prometheus metrics\n/health        liveness\n"
 				    "/api/queries  statistics per fingerprint (?sort=total_time|calls|mean|p95|errors&limit=N)\n"
 				    "/api/routes   statistics per route (?sort=total_time|requests|calls&limit=N)\n"
+				    "/api/findings N+1 loops, duplicate and slow queries, missing and unused indexes\n"
 				    "/api/models   the ORM model map (POST from manage.py pgmedic_models)\n",
 				    PGMEDIC_VERSION);
 		evhttp_add_header(h, "Content-Type", "text/plain");

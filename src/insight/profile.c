@@ -23,9 +23,15 @@ int prof_init(struct profiler *pr, bool on, bool keep_literals, size_t max_finge
 	pr->app_param = pg_tracked_param_index("application_name");
 	pr->bufcap = 64 * 1024;
 	pr->buf = malloc(pr->bufcap);
-	if (!pr->buf || stats_init(&pr->store, max_fingerprints, max_routes) < 0) {
+	pr->idle_gap_us = 1000000;
+	pr->schemas = json_object();
+	pr->catalog = json_object();
+	pr->plans = json_object();
+	pr->advisor_errors = json_object();
+	if (!pr->buf || stats_init(&pr->store, max_fingerprints, max_routes) < 0 || detect_init(&pr->detect, 1000) < 0) {
 		free(pr->buf);
 		pr->buf = NULL;
+		stats_free(&pr->store);
 		return -1;
 	}
 	return 0;
@@ -38,6 +44,11 @@ void prof_free(struct profiler *pr)
 	free(pr->buf);
 	if (pr->models)
 		json_decref(pr->models);
+	detect_free(&pr->detect);
+	json_decref(pr->schemas);
+	json_decref(pr->catalog);
+	json_decref(pr->plans);
+	json_decref(pr->advisor_errors);
 	stats_free(&pr->store);
 	memset(pr, 0, sizeof(*pr));
 }
@@ -107,6 +118,7 @@ static void resolve(struct profiler *pr, const struct prof_ident *id, const char
 		out->rt = rt;
 		out->rgen = rt ? rt->gen : 0;
 		out->req = ce->req;
+		out->params = h;
 		if (ce->rt && !rt) {
 			/* The tag's route was evicted since: resolve it again next time. */
 			ce->h = 0;
@@ -127,6 +139,7 @@ static void resolve(struct profiler *pr, const struct prof_ident *id, const char
 	pr->normalized++;
 	struct qstat *qs = stats_qstat(&pr->store, n.fingerprint, id->database, id->user, pr->buf, n.len, text, len);
 	tags_route(pr, &n, id, out);
+	out->params = h;
 	out->qs = qs;
 	out->qgen = qs ? qs->gen : 0;
 	/* Texts without constants are the ones that repeat (extended protocol,
@@ -216,32 +229,80 @@ static struct prof_ref *portal_ref(struct prof_client *pc, const char *name, siz
 	return e ? &e->ref : NULL;
 }
 
-static void request_end(struct prof_client *pc)
+static bool req_route_valid(const struct prof_client *pc)
+{
+	return pc->req_rt && pc->req_rt->used && pc->req_rt->gen == pc->req_rgen;
+}
+
+/* The request in progress is over: its time and its statements go to the route
+ * and the detectors. */
+static void request_end(struct profiler *pr, struct prof_client *pc)
 {
 	if (!pc->in_req)
 		return;
-	if (pc->req_rt && pc->req_rt->used && pc->req_rt->gen == pc->req_rgen)
-		stats_request_done(pc->req_rt, pc->req_us);
+	struct route *rt = req_route_valid(pc) ? pc->req_rt : NULL;
+	if (rt && pc->req_tagged)
+		stats_request_done(rt, pc->req_us);
+	detect_request(&pr->detect, pc->items, pc->nitems, rt, pc->req_tagged);
 	pc->in_req = false;
-	pc->req = 0;
 	pc->req_rt = NULL;
 	pc->req_us = 0;
+	pc->nitems = 0;
+	if (pc->capitems > 256) {
+		free(pc->items);
+		pc->items = NULL;
+		pc->capitems = 0;
+	}
 }
 
-/* A statement of a (possibly new) request arrived. */
-static void request_track(struct prof_client *pc, const struct prof_ref *ref)
+static void request_start(struct prof_client *pc, const struct prof_ref *ref, bool tagged)
 {
-	if (!ref->req || (pc->in_req && pc->req == ref->req))
-		return;
-	request_end(pc);
 	struct route *rt = ref_route(ref);
+	bool resumed = tagged && pc->req == ref->req; /* the same request after an idle flush */
 	pc->in_req = true;
+	pc->req_tagged = tagged;
 	pc->req = ref->req;
 	pc->req_rt = rt;
 	pc->req_rgen = rt ? rt->gen : 0;
 	pc->req_us = 0;
-	if (rt)
+	if (rt && tagged && !resumed)
 		stats_request_begin(rt);
+}
+
+/* A statement arrived: which request is it part of? */
+static void request_track(struct profiler *pr, struct prof_client *pc, const struct prof_ref *ref, uint64_t now)
+{
+	bool gap = !pc->last_end_us || now - pc->last_end_us > pr->idle_gap_us;
+	if (ref->req) {
+		if (pc->in_req && pc->req_tagged && pc->req == ref->req)
+			return;
+		request_end(pr, pc);
+		request_start(pc, ref, true);
+		return;
+	}
+	/* Untagged: part of the request in progress unless the client was idle a
+	 * while (a tagged request's untagged BEGIN/COMMIT stay in it). */
+	if (pc->in_req && !gap)
+		return;
+	request_end(pr, pc);
+	request_start(pc, ref, false);
+}
+
+static void request_add(struct prof_client *pc, const struct prof_ev *e, uint64_t dur)
+{
+	if (!pc->in_req || (pc->req_tagged ? e->ref.req != pc->req : e->ref.req != 0))
+		return;
+	if (pc->nitems == pc->capitems) {
+		uint32_t nc = pc->capitems ? pc->capitems * 2 : 32;
+		if (nc > 16384)
+			return; /* a batch job, not a request: the first 8192 statements are enough */
+		struct det_item *nv = realloc(pc->items, nc * sizeof(*nv));
+		if (!nv)
+			return;
+		pc->items = nv;
+		pc->capitems = nc;
+	}
+	pc->items[pc->nitems++] = (struct det_item){e->ref.qs, e->ref.qgen, e->ref.params, dur};
 }
 
 static void push(struct profiler *pr, struct prof_client *pc, uint8_t kind, const struct prof_ref *ref, uint64_t now)
@@ -272,7 +333,7 @@ static void push(struct profiler *pr, struct prof_client *pc, uint8_t kind, cons
 	if (kind == PEV_QUERY || kind == PEV_EXEC) {
 		e->wait_us = pc->pending_wait_us;
 		pc->pending_wait_us = 0;
-		request_track(pc, &e->ref);
+		request_track(pr, pc, &e->ref, now);
 	}
 	pc->n++;
 }
@@ -301,6 +362,7 @@ static void finish(struct profiler *pr, struct prof_client *pc, bool record, uin
 			     e->failed ? e->sqlstate : NULL);
 		if (pc->in_req && e->ref.req == pc->req)
 			pc->req_us += dur + e->wait_us;
+		request_add(pc, e, dur);
 	}
 	pop(pc);
 }
@@ -351,12 +413,17 @@ void prof_client_msg(struct profiler *pr, struct prof_client **pcp, const struct
 		if (sl < 0)
 			break;
 		struct prof_ref *st = stmt_ref(pc, (const char *)body + pl + 1, (size_t)sl);
-		struct prof_ref none = {0};
+		struct prof_ref r = {0};
+		if (st)
+			r = *st;
+		/* The parameter values (formats, values, result formats): what tells an N+1
+		 * (different values) from a duplicate (the same). */
+		const uint8_t *vals = body + pl + 1 + sl + 1;
+		r.params = XXH3_64bits(vals, (size_t)(end - vals)) | 1;
 		if (pl == 0)
-			pc->unnamed_portal = st ? *st : none;
+			pc->unnamed_portal = r;
 		else
-			named_put(&pc->portals, &pc->nportals, &pc->capportals, (const char *)body, (size_t)pl,
-				  st ? st : &none);
+			named_put(&pc->portals, &pc->nportals, &pc->capportals, (const char *)body, (size_t)pl, &r);
 		break;
 	}
 	case 'E': {
@@ -465,13 +532,22 @@ void prof_server_msg(struct profiler *pr, struct prof_client *pc, uint8_t type, 
 	}
 }
 
+void prof_client_idle(struct profiler *pr, struct prof_client *pc, uint64_t now)
+{
+	if (!pc || !pc->in_req || pc->n)
+		return;
+	uint64_t limit = pc->req_tagged ? (pr->idle_gap_us > 5000000 ? pr->idle_gap_us : 5000000) : pr->idle_gap_us;
+	if (now - pc->last_end_us > limit)
+		request_end(pr, pc);
+}
+
 void prof_client_free(struct profiler *pr, struct prof_client **pcp)
 {
 	struct prof_client *pc = *pcp;
-	(void)pr;
 	if (!pc)
 		return;
-	request_end(pc);
+	request_end(pr, pc);
+	free(pc->items);
 	for (uint32_t i = 0; i < pc->nstmts; i++)
 		free(pc->stmts[i].name);
 	for (uint32_t i = 0; i < pc->nportals; i++)

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "insight/detect.h"
 #include "insight/stats.h"
 
 /* What a statement text resolved to: its statistics entry and its route. */
@@ -31,6 +32,7 @@ struct prof_ref {
 	struct route *rt;
 	uint32_t rgen;
 	uint64_t req;           /* request id tag (hash), 0 when untagged */
+	uint64_t params;        /* hash of this execution's parameter values (Query text or Bind) */
 };
 
 struct prof_named {
@@ -57,12 +59,14 @@ struct prof_client {
 	uint32_t nstmts, capstmts, nportals, capportals;
 	uint64_t pending_wait_us;  /* waited for a server: charged to the next statement */
 	uint64_t last_end_us;      /* when the previous event of the queue ended */
-	/* the request in progress (by request id tag, else by route) */
-	uint64_t req;
+	/* the request in progress: by request id tag, else by idle gaps (detect.h) */
+	uint64_t req;              /* its request id (also kept after it ended) */
 	struct route *req_rt;
 	uint32_t req_rgen;
 	uint64_t req_us;
-	bool in_req;
+	bool in_req, req_tagged;
+	struct det_item *items;    /* its statements, in order, for the detectors */
+	uint32_t nitems, capitems;
 };
 
 /* The normalization cache: direct-mapped by a hash of the exact text. */
@@ -86,6 +90,13 @@ struct profiler {
 	struct prof_cache_ent cache[PROF_CACHE];
 	uint64_t cache_hits, cache_misses, normalized, desyncs;
 	int app_param;          /* index of application_name in client want[] */
+	struct detector detect; /* N+1 and duplicate findings */
+	/* what the advisor found (owned here, filled on the loop by proxy/advice.c) */
+	struct json_t *schemas; /* database -> advise_schema() facts */
+	struct json_t *catalog; /* database -> catalog findings (array) */
+	struct json_t *plans;   /* fingerprint hex -> {"plan", "finding", "db", "at"} */
+	struct json_t *advisor_errors; /* database -> last error text */
+	uint64_t idle_gap_us;   /* request_idle_gap */
 	struct json_t *models;  /* the ORM map pgmedic_models sent (POST /api/models), or NULL */
 };
 
@@ -108,6 +119,9 @@ void prof_client_waited(struct prof_client **pcp, uint64_t us);
 /* A server message for the client (body whole for 'C' and 'E'). */
 void prof_server_msg(struct profiler *pr, struct prof_client *pc, uint8_t type, const uint8_t *body, size_t blen,
 		     uint64_t now);
+/* Called now and then for every client: a request idle for request_idle_gap (or
+ * 5 s for a tagged one) is over. */
+void prof_client_idle(struct profiler *pr, struct prof_client *pc, uint64_t now);
 /* The client is gone: its request ends; in-flight statements are dropped. */
 void prof_client_free(struct profiler *pr, struct prof_client **pcp);
 

@@ -14,6 +14,8 @@
 #include <openssl/rand.h>
 #include <sys/random.h>
 
+#include <jansson.h>
+
 #include "core/log.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
@@ -207,6 +209,25 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	stats_period(p);
 	admin_check_pause(p);
 	shutdown_check(p);
+	/* Requests that went idle are over: hand them to the detectors (once a second). */
+	uint64_t now = now_us();
+	if (p->prof.on && now - p->prof_idle_checked > 1000000) {
+		p->prof_idle_checked = now;
+		for (struct list *it = p->all_clients.next; it != &p->all_clients; it = it->next) {
+			struct client *cl = list_entry(it, struct client, all_node);
+			if (cl->prof)
+				prof_client_idle(&p->prof, cl->prof, now);
+		}
+	}
+	advisor_tick(p);
+}
+
+static void prof_apply_config(struct proxy *p)
+{
+	p->prof.on = p->cfg->profile;
+	p->prof.keep_literals = p->cfg->keep_literals;
+	p->prof.detect.threshold = p->cfg->n_plus_one_threshold;
+	p->prof.idle_gap_us = (uint64_t)(p->cfg->request_idle_gap * 1e6);
 }
 
 static int load_tls(struct proxy *p, const struct config *cfg, SSL_CTX **cl, SSL_CTX **sv, char *err,
@@ -254,6 +275,8 @@ int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int
 		snprintf(err, errlen, "out of memory for %d fingerprints", cfg->max_fingerprints);
 		return -1;
 	}
+	prof_apply_config(p);
+	p->advisor_catalog_at = json_object();
 	if (cfg->auth_file && userlist_load(&p->users, cfg->auth_file, err, errlen) < 0)
 		return -1;
 	if (load_tls(p, cfg, &p->client_tls, &p->server_tls, err, errlen) < 0)
@@ -366,8 +389,7 @@ int proxy_reload(struct proxy *p)
 	config_free(p->cfg);
 	*p->cfg = *nc; /* same address: every object keeps its pointer to the config */
 	/* Profiling can be turned on and off; table sizes need a restart. */
-	p->prof.on = p->cfg->profile;
-	p->prof.keep_literals = p->cfg->keep_literals;
+	prof_apply_config(p);
 	free(nc);
 	list_for_each_safe(it, tmp, &p->pools)
 	{
@@ -455,5 +477,7 @@ void proxy_free(struct proxy *p)
 		SSL_CTX_free(p->server_tls);
 	userlist_free(&p->users);
 	scram_cache_clear(p);
+	advisor_shutdown(p);
+	json_decref(p->advisor_catalog_at);
 	prof_free(&p->prof);
 }

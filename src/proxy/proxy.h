@@ -213,6 +213,10 @@ struct scram_cache {
 
 struct proxy {
 	struct profiler prof;            /* query statistics (insight/profile.h) */
+	uint64_t prof_idle_checked;      /* last sweep for idle requests */
+	struct advisor *advisor;         /* EXPLAIN / catalog thread (insight/advisor.h), or NULL */
+	double advisor_last_round;
+	struct json_t *advisor_catalog_at; /* database -> when its catalog job was sent */
 	struct pstmt_registry pstmts;    /* every statement known, by text + types */
 	uint8_t rand_pool[4096];         /* CSPRNG output handed out in small pieces */
 	size_t rand_left;
@@ -300,6 +304,10 @@ bool server_needs_setup(struct server *sv, struct client *cl);
 void server_begin_setup(struct server *sv, struct client *cl, bool check);
 void server_begin_reset(struct server *sv);
 void server_process(struct server *sv);
+
+/* advice.c */
+void advisor_tick(struct proxy *p);     /* janitor: schedule advisor jobs */
+void advisor_shutdown(struct proxy *p);
 
 /* admin.c */
 bool admin_database(const char *db);

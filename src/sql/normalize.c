@@ -40,7 +40,7 @@ static const unsigned char cc[256] = {
 #define LOWER(c) ((unsigned char)((unsigned)((unsigned char)(c) - 'A') < 26u ? (c) | 0x20 : (c)))
 
 /* Generated keyword table (see the comment above kw_lookup). */
-enum kw_id { KID_NONE = 0, KS_ALL, KS_COPY, KS_CREATE, KS_EXPLAIN, KS_SET, KW_AUTHORIZATION, KW_CHARACTERISTICS, KW_CONSTRAINTS, KW_GROUP, KW_INTERVAL, KW_LOCAL, KW_MAPPING, KW_NAMES, KW_ROLE, KW_SCHEMA, KW_SESSION, KW_TIME, KW_TRANSACTION, KW_USER, KW_ZONE };
+enum kw_id { KID_NONE = 0, KS_ALL, KS_ALTER, KS_COPY, KS_CREATE, KS_DO, KS_EXPLAIN, KS_SET, KW_AUTHORIZATION, KW_CHARACTERISTICS, KW_CONSTRAINTS, KW_FUNCTION, KW_GROUP, KW_INTERVAL, KW_LOCAL, KW_MAPPING, KW_NAMES, KW_OR, KW_PROCEDURE, KW_REPLACE, KW_ROLE, KW_SCHEMA, KW_SESSION, KW_TIME, KW_TRANSACTION, KW_USER, KW_ZONE };
 #define F_ALL (1u << 0)
 #define F_ARRAY (1u << 1)
 #define F_AS (1u << 2)
@@ -54,24 +54,25 @@ enum kw_id { KID_NONE = 0, KS_ALL, KS_COPY, KS_CREATE, KS_EXPLAIN, KS_SET, KW_AU
 #define F_IS (1u << 10)
 #define F_LIMIT (1u << 11)
 #define F_NOT (1u << 12)
-#define F_PASSWORD (1u << 13)
-#define F_QUERY (1u << 14)
-#define F_SORTBY (1u << 15)
-#define F_SORTEND (1u << 16)
-#define F_SPAREN (1u << 17)
-#define F_TIMEFN (1u << 18)
-#define F_TO (1u << 19)
-#define F_TYPECONT (1u << 20)
-#define F_UESCAPE (1u << 21)
-#define F_UNARY (1u << 22)
-#define F_VALUES (1u << 23)
+#define F_OPERATOR (1u << 13)
+#define F_PASSWORD (1u << 14)
+#define F_QUERY (1u << 15)
+#define F_SORTBY (1u << 16)
+#define F_SORTEND (1u << 17)
+#define F_SPAREN (1u << 18)
+#define F_TIMEFN (1u << 19)
+#define F_TO (1u << 20)
+#define F_TYPECONT (1u << 21)
+#define F_UESCAPE (1u << 22)
+#define F_UNARY (1u << 23)
+#define F_VALUES (1u << 24)
 #define KW_MAXLEN 17
-#define KW_HASH(n, b0, b1, bl) ((((unsigned)(n) * 930u) ^ ((unsigned)(b0) * 3092u) ^ ((unsigned)(b1) * 167u) ^ ((unsigned)(bl) * 112u)) & 511u)
+#define KW_HASH(n, b0, b1, bl) ((((unsigned)(n) * 1483u) ^ ((unsigned)(b0) * 3966u) ^ ((unsigned)(b1) * 2035u) ^ ((unsigned)(bl) * 2184u)) & 511u)
 struct kwent { char name[KW_MAXLEN + 1]; unsigned char len; unsigned char id; unsigned flags; };
 static const struct kwent kwtab[] = {
 	{ "", 0, 0, 0 },
 	{ "all", 3, KID_NONE, F_UNARY | F_SPAREN | F_ALL },
-	{ "alter", 5, KS_CREATE, 0 },
+	{ "alter", 5, KS_ALTER, 0 },
 	{ "and", 3, KID_NONE, F_UNARY | F_SPAREN },
 	{ "any", 3, KID_NONE, F_UNARY | F_SPAREN },
 	{ "array", 5, KID_NONE, F_ARRAY },
@@ -96,7 +97,7 @@ static const struct kwent kwtab[] = {
 	{ "delete", 6, KS_ALL, F_QUERY | F_CLAUSE },
 	{ "desc", 4, KID_NONE, F_SORTEND },
 	{ "distinct", 8, KID_NONE, F_UNARY | F_SPAREN },
-	{ "do", 2, KID_NONE, F_SPAREN },
+	{ "do", 2, KS_DO, F_SPAREN },
 	{ "else", 4, KID_NONE, F_UNARY | F_SPAREN },
 	{ "except", 6, KID_NONE, F_SPAREN | F_CLAUSE | F_SORTEND },
 	{ "exists", 6, KID_NONE, F_SPAREN },
@@ -107,6 +108,7 @@ static const struct kwent kwtab[] = {
 	{ "filter", 6, KID_NONE, F_SPAREN },
 	{ "for", 3, KID_NONE, F_UNARY | F_CLAUSE | F_SORTEND },
 	{ "from", 4, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE },
+	{ "function", 8, KW_FUNCTION, 0 },
 	{ "group", 5, KW_GROUP, F_SORTBY | F_CLAUSE },
 	{ "having", 6, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE | F_SORTEND },
 	{ "hour", 4, KID_NONE, F_TYPECONT },
@@ -133,11 +135,14 @@ static const struct kwent kwtab[] = {
 	{ "nulls", 5, KID_NONE, F_SORTEND },
 	{ "offset", 6, KID_NONE, F_UNARY | F_CLAUSE | F_SORTEND },
 	{ "on", 2, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE },
-	{ "or", 2, KID_NONE, F_UNARY | F_SPAREN },
+	{ "operator", 8, KID_NONE, F_OPERATOR },
+	{ "or", 2, KW_OR, F_UNARY | F_SPAREN },
 	{ "order", 5, KID_NONE, F_SORTBY | F_CLAUSE | F_SORTEND },
 	{ "over", 4, KID_NONE, F_SPAREN },
 	{ "password", 8, KID_NONE, F_PASSWORD },
 	{ "precision", 9, KID_NONE, F_TYPECONT },
+	{ "procedure", 9, KW_PROCEDURE, 0 },
+	{ "replace", 7, KW_REPLACE, 0 },
 	{ "returning", 9, KID_NONE, F_UNARY | F_SPAREN | F_CLAUSE | F_SORTEND },
 	{ "role", 4, KW_ROLE, 0 },
 	{ "schema", 6, KW_SCHEMA, 0 },
@@ -172,7 +177,7 @@ static const struct kwent kwtab[] = {
 	{ "zone", 4, KW_ZONE, F_TYPECONT },
 };
 static const unsigned char kwslot[512] = {
-	[1] = 93, [2] = 32, [5] = 15, [10] = 63, [12] = 68, [13] = 76, [19] = 73, [30] = 18, [37] = 46, [42] = 2, [45] = 77, [48] = 30, [57] = 70, [59] = 97, [60] = 94, [64] = 4, [67] = 12, [70] = 1, [71] = 19, [74] = 14, [77] = 79, [81] = 74, [86] = 64, [90] = 41, [96] = 80, [109] = 27, [115] = 16, [127] = 26, [129] = 21, [137] = 47, [142] = 95, [146] = 42, [151] = 36, [152] = 83, [155] = 52, [157] = 98, [158] = 37, [160] = 29, [165] = 33, [169] = 69, [173] = 82, [177] = 61, [179] = 13, [183] = 49, [215] = 59, [221] = 9, [226] = 31, [229] = 50, [236] = 87, [239] = 96, [243] = 11, [250] = 43, [259] = 60, [261] = 10, [263] = 56, [272] = 5, [275] = 72, [281] = 48, [283] = 91, [289] = 40, [295] = 7, [296] = 28, [298] = 62, [301] = 20, [312] = 65, [313] = 75, [318] = 66, [327] = 57, [329] = 90, [343] = 67, [345] = 100, [365] = 22, [368] = 3, [371] = 51, [376] = 38, [381] = 55, [388] = 44, [389] = 6, [396] = 88, [405] = 8, [409] = 86, [413] = 23, [420] = 84, [421] = 58, [422] = 45, [427] = 35, [429] = 17, [433] = 34, [443] = 39, [445] = 54, [453] = 53, [456] = 89, [463] = 24, [469] = 71, [471] = 81, [483] = 92, [491] = 25, [497] = 78, [502] = 85, [511] = 99
+	[9] = 47, [11] = 27, [18] = 63, [19] = 38, [20] = 102, [25] = 6, [28] = 68, [30] = 10, [31] = 15, [37] = 13, [39] = 77, [41] = 75, [43] = 86, [45] = 12, [46] = 64, [55] = 5, [57] = 11, [59] = 1, [60] = 29, [78] = 20, [83] = 25, [88] = 73, [89] = 40, [93] = 2, [103] = 61, [107] = 26, [115] = 32, [117] = 99, [118] = 98, [120] = 33, [121] = 88, [123] = 91, [131] = 17, [132] = 30, [141] = 24, [146] = 66, [149] = 3, [157] = 71, [167] = 76, [182] = 28, [184] = 60, [194] = 22, [195] = 100, [197] = 74, [198] = 37, [202] = 23, [205] = 35, [209] = 41, [212] = 51, [213] = 104, [216] = 59, [221] = 96, [226] = 52, [230] = 18, [231] = 87, [240] = 95, [243] = 39, [250] = 82, [252] = 84, [254] = 53, [255] = 14, [258] = 21, [259] = 94, [263] = 50, [290] = 43, [294] = 56, [300] = 80, [301] = 48, [306] = 97, [311] = 85, [314] = 65, [323] = 81, [325] = 70, [326] = 16, [327] = 45, [331] = 69, [332] = 58, [340] = 83, [341] = 101, [348] = 34, [359] = 57, [363] = 92, [364] = 90, [366] = 7, [373] = 42, [384] = 55, [388] = 79, [398] = 9, [408] = 36, [409] = 19, [419] = 31, [422] = 44, [426] = 89, [428] = 93, [440] = 78, [452] = 62, [470] = 49, [481] = 8, [486] = 72, [493] = 103, [495] = 54, [499] = 67, [508] = 46, [509] = 4
 };
 
 /* Keywords: a perfect hash over (length, first, second and last byte) of the
@@ -183,14 +188,14 @@ static inline const struct kwent *kw_lookup(const char *s, size_t n)
 {
 	if (n > KW_MAXLEN || n == 0)
 		return &kwtab[0];
-	char w[KW_MAXLEN];
-	for (size_t i = 0; i < n; i++)
-		w[i] = (char)LOWER(s[i]);
-	unsigned h = KW_HASH(n, (unsigned char)w[0], n > 1 ? (unsigned char)w[1] : 0u, (unsigned char)w[n - 1]);
+	unsigned h = KW_HASH(n, LOWER(s[0]), n > 1 ? LOWER(s[1]) : 0u, LOWER(s[n - 1]));
 	const struct kwent *k = &kwtab[kwslot[h]];
-	if (k->len == n && memcmp(k->name, w, n) == 0)
-		return k;
-	return &kwtab[0];
+	if (k->len != n)
+		return &kwtab[0];
+	for (size_t i = 0; i < n; i++)
+		if (LOWER(s[i]) != (unsigned char)k->name[i])
+			return &kwtab[0];
+	return k;
 }
 
 /* -------------------------------------------------------------------- tokens */
@@ -217,9 +222,9 @@ struct tok {
 };
 
 /* Statement modes: which literals are constants (see normalize.h). */
-enum { M_NONE, M_ALL, M_SET, M_ROLE };
+enum { M_NONE, M_ALL, M_SET, M_ROLE, M_STRINGS, M_FUNC };
 /* What the token after the current one decides. */
-enum { P_NONE, P_EXPLAIN, P_COPY, P_CREATE, P_ROLEFIRST };
+enum { P_NONE, P_EXPLAIN, P_COPY, P_CREATE, P_ALTER, P_ROLEFIRST };
 /* SET statement phases. */
 enum { SP_START, SP_SESSION, SP_TIME, SP_NAME, SP_VALUE };
 /* Type context: after :: or CAST(... AS, where ( and [ open type modifiers. */
@@ -234,6 +239,7 @@ struct lex {
 	int posdepth;             /* query-level ORDER BY / GROUP BY list at this depth */
 	uint64_t castmask;        /* bit d: the paren that opened depth d is CAST( */
 	uint64_t qmask;           /* bit d: depth d holds a query (SELECT, VALUES...) */
+	uint64_t opmask;          /* bit d: the paren that opened depth d is OPERATOR( */
 	unsigned char mode, region_mode, pend, setph, tstate;
 	unsigned char start;      /* the next token starts a statement */
 	unsigned char extract;    /* the next token is EXTRACT's field */
@@ -381,14 +387,15 @@ static const char *scan_bstring(const char *p, const char *end)
 static const char *scan_qident(const char *p, const char *end)
 {
 	for (;;) {
-		const char *q = memchr(p, '"', (size_t)(end - p));
-		if (!q)
+		while (p < end && *p != '"')
+			p++;
+		if (p >= end)
 			return end;
-		if (q + 1 < end && q[1] == '"') {
-			p = q + 2;
+		if (p + 1 < end && p[1] == '"') {
+			p += 2;
 			continue;
 		}
-		return q + 1;
+		return p + 1;
 	}
 }
 
@@ -586,6 +593,10 @@ static inline int string_const(const struct lex *lx, const char *s)
 		return lx->setph == SP_VALUE;
 	case M_ROLE:
 		return lx->prev == TK_WORD && (lx->prev_kw & F_PASSWORD) && *s == '\'';
+	case M_STRINGS:
+		return 1;
+	case M_FUNC:
+		return lx->depth == 0;
 	default:
 		return 0;
 	}
@@ -832,6 +843,7 @@ done:
 		return;
 	}
 	unsigned char pend = lx->pend;
+	int closes_op = 0;
 	lx->pend = P_NONE;
 	if (start) {
 		lx->start = 0;
@@ -845,6 +857,8 @@ done:
 			case KS_COPY: lx->pend = P_COPY; break;
 			case KS_SET: lx->mode = M_SET; lx->setph = SP_START; break;
 			case KS_CREATE: lx->pend = P_CREATE; break;
+			case KS_ALTER: lx->pend = P_ALTER; break;
+			case KS_DO: lx->mode = M_STRINGS; break;
 			default: break;
 			}
 			if (lx->mode == M_SET)
@@ -860,14 +874,22 @@ done:
 			}
 			break;
 		case P_CREATE:
-			if (kind == TK_WORD && (t->id == KW_ROLE || t->id == KW_USER || t->id == KW_GROUP)) {
+		case P_ALTER:
+			if (kind != TK_WORD)
+				break;
+			if (t->id == KW_ROLE || t->id == KW_USER || t->id == KW_GROUP) {
 				lx->mode = M_ROLE;
 				lx->pend = P_ROLEFIRST;
+			} else if (pend == P_CREATE && (t->id == KW_OR || t->id == KW_REPLACE)) {
+				lx->pend = P_CREATE;
+			} else if (pend == P_CREATE && (t->id == KW_FUNCTION || t->id == KW_PROCEDURE)) {
+				lx->mode = M_FUNC;
 			}
 			break;
 		case P_ROLEFIRST:
+			/* USER MAPPING ... OPTIONS (user 'x', password 'y'): all strings */
 			if (kind == TK_WORD && t->id == KW_MAPPING)
-				lx->mode = M_NONE;
+				lx->mode = M_STRINGS;
 			break;
 		}
 	}
@@ -882,12 +904,15 @@ done:
 		if (d < 64) {
 			lx->castmask &= ~(1ull << d);
 			lx->qmask &= ~(1ull << d);
+			lx->opmask &= ~(1ull << d);
 		}
 		if (kind == TK_LPAREN) {
 			lx->paren_first = 1;
 			if (lx->prev == TK_WORD) {
 				if ((lx->prev_kw & F_CAST) && d < 64)
 					lx->castmask |= 1ull << d;
+				if ((lx->prev_kw & F_OPERATOR) && d < 64)
+					lx->opmask |= 1ull << d;
 				if (lx->prev_kw & F_EXTRACT)
 					lx->extract = 1;
 				if ((lx->prev_kw & F_TIMEFN) && lx->typmod_depth < 0)
@@ -902,6 +927,9 @@ done:
 	}
 	case TK_RPAREN:
 	case TK_RBRACK:
+		/* a OPERATOR(schema.op) b: what follows the ) is an operand */
+		if (lx->depth > 0 && lx->depth < 64 && (lx->opmask & (1ull << lx->depth)))
+			closes_op = 1;
 		if (lx->depth > 0)
 			lx->depth--;
 		if (lx->typmod_depth >= 0 && lx->depth < lx->typmod_depth) {
@@ -997,7 +1025,7 @@ done:
 prev:
 	lx->prev2_kw = lx->prev_kw;
 	lx->prev_kw = kind == TK_WORD ? t->kw : 0;
-	lx->prev = kind;
+	lx->prev = closes_op ? TK_OP : kind;
 }
 
 /* ---------------------------------------------------------------- normalize */

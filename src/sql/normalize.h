@@ -41,9 +41,11 @@
  *    (options); COPY only inside its (query); SET replaces its values (SET x = 1,
  *    SET x TO a, b, SET TIME ZONE 'UTC', SET ROLE r, SET NAMES, SET SCHEMA, SET
  *    SESSION AUTHORIZATION; not DEFAULT or TIME ZONE LOCAL); CREATE/ALTER
- *    ROLE|USER|GROUP replace only the string after PASSWORD or UNTIL.  Every other
- *    statement (DDL, CALL, PREPARE, EXECUTE, NOTIFY, DO, FETCH, SET TRANSACTION,
- *    ...) keeps its literals, as libpg_query and PostgreSQL 15's
+ *    ROLE|USER|GROUP replace only the string after PASSWORD or UNTIL; DO and
+ *    CREATE/ALTER USER MAPPING replace their strings; CREATE [OR REPLACE]
+ *    FUNCTION|PROCEDURE the strings outside parentheses (LANGUAGE 'sql', the body).
+ *    Every other statement (DDL, CALL, PREPARE, EXECUTE, NOTIFY, FETCH,
+ *    SET TRANSACTION, ...) keeps its literals, as libpg_query and PostgreSQL 15's
  *    pg_stat_statements do; such statements get one fingerprint per distinct text.
  *
  * NUMBERING.  In the normalized text every placeholder, whether a replaced

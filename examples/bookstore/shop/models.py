@@ -41,6 +41,13 @@ class Book(models.Model):
 
 
 class Review(models.Model):
+    # Planted problem: the "recent published reviews" page filters on status and
+    # created_at, which have no index (hundreds of thousands of rows: a Seq Scan).
+    # pgmedic's fix, proven with a hypothetical index, is
+    #     class Meta:
+    #         indexes = [models.Index(fields=["status", "created_at"])]
+    # `make demo` creates that index by hand (CREATE INDEX CONCURRENTLY) instead, so the
+    # same code can be measured before and after.
     STATUS_CHOICES = [("pending", "Pending"), ("published", "Published"), ("hidden", "Hidden")]
 
     book = models.ForeignKey(Book, on_delete=models.CASCADE, related_name="reviews")
@@ -72,3 +79,21 @@ class OrderLine(models.Model):
 
     def __str__(self):
         return f"{self.order_id}/{self.book_id} x{self.quantity}"
+
+
+class Wishlist(models.Model):
+    """A table created by a hand-written migration (0002_wishlist, migrations.RunSQL),
+    as legacy tables often are: its foreign key to shop_book has no index (planted
+    problem: every delete of a book, and every "who wants this book" lookup, scans it).
+    Mapped unmanaged; db_index=False says what the table really has."""
+
+    id = models.AutoField(primary_key=True)  # serial
+    book = models.ForeignKey(Book, on_delete=models.DO_NOTHING, db_index=False, related_name="wishlists")
+    customer_email = models.TextField()
+
+    class Meta:
+        managed = False
+        db_table = "shop_wishlist"
+
+    def __str__(self):
+        return f"{self.customer_email} wants {self.book_id}"
