@@ -254,6 +254,9 @@ void metrics_render(struct proxy *p, struct evbuffer *b)
 	evbuffer_add_printf(b, "pgmedic_clients_pinned %d\n", p->n_pinned);
 	header(b, "pgmedic_protocol_errors_total", "counter", "Malformed packets from clients (connection closed).");
 	evbuffer_add_printf(b, "pgmedic_protocol_errors_total %llu\n", (unsigned long long)p->bad_packets);
+	header(b, "pgmedic_prepared_retries_total", "counter",
+	       "Prepared-statement requests sent again after \"cached plan must not change result type\".");
+	evbuffer_add_printf(b, "pgmedic_prepared_retries_total %llu\n", (unsigned long long)p->plan_retries);
 	profile_metrics(p, b);
 }
 

@@ -532,6 +532,16 @@ void prof_server_msg(struct profiler *pr, struct prof_client *pc, uint8_t type, 
 	}
 }
 
+void prof_client_forget_batch(struct prof_client *pc)
+{
+	while (pc->n) {
+		uint8_t kind = front(pc)->kind;
+		pop(pc);
+		if (kind == PEV_SYNC)
+			break;
+	}
+}
+
 void prof_client_idle(struct profiler *pr, struct prof_client *pc, uint64_t now)
 {
 	if (!pc || !pc->in_req || pc->n)

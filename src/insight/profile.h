@@ -122,6 +122,9 @@ void prof_server_msg(struct profiler *pr, struct prof_client *pc, uint8_t type, 
 /* Called now and then for every client: a request idle for request_idle_gap (or
  * 5 s for a tagged one) is over. */
 void prof_client_idle(struct profiler *pr, struct prof_client *pc, uint64_t now);
+/* The answers to the pending batch (up to its Sync) will never come (pgmedic
+ * replays it): forget its statements without recording them. */
+void prof_client_forget_batch(struct prof_client *pc);
 /* The client is gone: its request ends; in-flight statements are dropped. */
 void prof_client_free(struct profiler *pr, struct prof_client **pcp);
 

@@ -123,6 +123,17 @@ void conn_in_release(struct conn *c)
 	c->in_cap = c->in_start = c->in_end = 0;
 }
 
+int conn_in_prepend(struct conn *c, const uint8_t *p, size_t n, size_t max)
+{
+	size_t have = conn_in_avail(c);
+	if (conn_in_reserve(c, have + n, max) < 0)
+		return -1;
+	memmove(c->in + c->in_start + n, c->in + c->in_start, have);
+	memcpy(c->in + c->in_start, p, n);
+	c->in_end = c->in_start + have + n;
+	return 0;
+}
+
 int conn_in_reserve(struct conn *c, size_t need, size_t max)
 {
 	if (in_acquire(c) < 0)

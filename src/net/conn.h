@@ -56,6 +56,8 @@ static inline void conn_in_consume(struct conn *c, size_t n)
 		c->in_start = c->in_end = 0;
 }
 static inline size_t conn_out_pending(const struct conn *c) { return c->out.len - c->out_off; }
+/* Puts n bytes back in front of the unread input (a request pgmedic replays). */
+int conn_in_prepend(struct conn *c, const uint8_t *p, size_t n, size_t max) __attribute__((warn_unused_result));
 /* Gives an empty input buffer back (idle connections hold none). */
 void conn_in_release(struct conn *c);
 /* Makes room for `need` contiguous bytes from in_start (moving or growing up to max). 0 or -1. */

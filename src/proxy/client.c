@@ -200,6 +200,7 @@ void client_close(struct client *cl, const char *reason)
 	authq_forget_client(cl);
 	client_unlink_server(cl);
 	prof_client_free(&p->prof, &cl->prof);
+	client_retry_clear(cl);
 	if (cl->pinned) {
 		/* Its server went first (or it had none): the pin ends with the client. */
 		cl->pinned = 0;
@@ -1100,6 +1101,118 @@ static void check_drop_database(struct client *cl, const uint8_t *q, size_t len)
 	}
 }
 
+/* ------------------------------------------ plan-change retry (prepared) ---- */
+
+#define RETRY_MAX_BATCH (64u << 10)
+
+void client_retry_clear(struct client *cl)
+{
+	free(cl->retry_buf);
+	cl->retry_buf = NULL;
+	cl->retry_len = 0;
+	cl->retry_state = RETRY_NONE;
+}
+
+/* At the start of a batch outside a transaction block: a Bind of a mapped
+ * statement, [Describe portal,] Execute, Sync, all in the buffer, is kept so that
+ * it can be sent again if the server says the statement's plan changed type. */
+static void retry_arm(struct client *cl, const uint8_t *m, size_t have)
+{
+	static const char seq[] = "BDES";
+	size_t off = 0;
+	int k = 0;
+	while (k < 4) {
+		uint8_t t;
+		uint32_t len;
+		if (pg_frame_header(m + off, have - off, &t, &len) != PG_FRAME_OK || have - off < (size_t)len + 1)
+			return;
+		if (t != (uint8_t)seq[k]) {
+			if (k == 1) { /* the Describe is optional */
+				k++;
+				continue;
+			}
+			return;
+		}
+		if (t == 'B') {
+			struct pg_reader r;
+			pgr_init(&r, m + off + 5, len - 4);
+			(void)pgr_cstr(&r, NULL);
+			const char *st = pgr_cstr(&r, NULL);
+			if (r.err || !st || !st[0] || !prep_is_mapped(cl, st))
+				return;
+		} else if (t == 'D' && (len < 5 || m[off + 5] != 'P')) {
+			return;
+		}
+		off += (size_t)len + 1;
+		k++;
+		if (off > RETRY_MAX_BATCH)
+			return;
+	}
+	uint8_t *copy = malloc(off);
+	if (!copy)
+		return;
+	memcpy(copy, m, off);
+	cl->retry_buf = copy;
+	cl->retry_len = off;
+	cl->retry_state = RETRY_ARMED;
+}
+
+static bool plan_changed_error(const uint8_t *body, size_t blen)
+{
+	struct pg_error_fields ef;
+	return body && pg_parse_error(body, blen, &ef) == 0 && ef.sqlstate && strcmp(ef.sqlstate, "0A000") == 0 &&
+	       ef.message && strstr(ef.message, "cached plan must not change result type");
+}
+
+bool client_retry_on_server_msg(struct client *cl, struct server *sv, uint8_t type, const uint8_t *body, size_t blen)
+{
+	switch (cl->retry_state) {
+	case RETRY_NONE:
+		return false;
+	case RETRY_ARMED:
+		if (type == 'E' && plan_changed_error(body, blen)) {
+			/* The Bind failed before anything reached the client: hide the error,
+			 * let the server reach its Sync, then send the batch again. */
+			cl->retry_state = RETRY_DROPPING;
+			return true;
+		}
+		if (type == 'N' || type == 'S' || type == 'A')
+			return false;
+		if (type == 'Z') {
+			client_retry_clear(cl);
+			return false;
+		}
+		client_retry_clear(cl); /* the Bind went through: nothing to retry */
+		return false;
+	case RETRY_DROPPING:
+		if (type != 'Z')
+			return type != 'N' && type != 'S' && type != 'A'; /* nothing else comes; drop it if it does */
+		sv->tx_status = blen >= 1 ? (char)body[0] : 'I';
+		if (cl->pending_rfq)
+			cl->pending_rfq--;
+		if (cl->prof)
+			prof_client_forget_batch(cl->prof);
+		cl->proxy->plan_retries++;
+		CLOG(LOG_INFO, cl, "a prepared statement's result type changed (schema change): re-preparing it and "
+				    "sending the request again once");
+		if (conn_in_prepend(&cl->c, cl->retry_buf, cl->retry_len, cl->retry_len + (16u << 20)) < 0) {
+			client_retry_clear(cl);
+			client_fatal(cl, "53200", "out of memory");
+			return true;
+		}
+		free(cl->retry_buf);
+		cl->retry_buf = NULL;
+		cl->retry_len = 0;
+		cl->retry_state = RETRY_DONE; /* a second failure goes to the client */
+		return true;
+	case RETRY_DONE:
+		if (type == 'Z')
+			client_retry_clear(cl);
+		return false;
+	}
+	return false;
+}
+
 /* Request accounting: what the pool needs to know to release the server, and
  * what the profiler needs to time statements.  m: the message (header included),
  * have: bytes of it in memory. */
@@ -1227,6 +1340,9 @@ void client_process(struct client *cl)
 			return;
 		}
 		size_t total = (size_t)len + 1;
+		if (track && type == 'B' && cl->retry_state == RETRY_NONE && cl->pending_rfq == 0 && !cl->in_extended &&
+		    sv->tx_status == 'I')
+			retry_arm(cl, d + pos, avail - pos);
 		/* Session state matters in transaction mode whether or not statement names
 		 * are mapped. */
 		bool txmode = cl->pool->mode == POOL_TRANSACTION;

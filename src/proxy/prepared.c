@@ -534,6 +534,11 @@ enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8
 	return skip ? PREP_DROP : PREP_FORWARD;
 }
 
+bool prep_is_mapped(struct client *cl, const char *name)
+{
+	return client_lookup(cl, name) != NULL;
+}
+
 void prep_client_free(struct client *cl)
 {
 	while (cl->prep.qlen)

@@ -102,6 +102,8 @@ bool prep_synth_due(const struct client *cl);
 /* Sends every due synthesized response to the client. */
 void prep_drain_synth(struct client *cl);
 
+/* Does the client have a statement of this name mapped? */
+bool prep_is_mapped(struct client *cl, const char *name);
 void prep_client_free(struct client *cl);
 void prep_server_free(struct server *sv);
 /* The server dropped every statement (server_reset_query = DISCARD ALL). */

@@ -131,6 +131,12 @@ struct client {
 	struct timespec wait_start;
 	double connect_time, last_active;
 	struct prof_client *prof;   /* profiler state, from the first statement on */
+	/* transaction mode: a Bind/Execute/Sync batch of a prepared statement, kept until
+	 * its ReadyForQuery so that it can be replayed once after "cached plan must not
+	 * change result type" (outside a transaction block) */
+	enum { RETRY_NONE, RETRY_ARMED, RETRY_DROPPING, RETRY_DONE } retry_state;
+	uint8_t *retry_buf;
+	size_t retry_len;
 };
 
 struct server {
@@ -237,6 +243,7 @@ struct proxy {
 	uint64_t next_id;
 	uint64_t client_connections_total, client_login_failures, server_connections_total;
 	uint64_t cancel_requests, bad_packets;
+	uint64_t plan_retries;           /* batches replayed after a plan-changing schema change */
 	uint64_t pins_total[8];          /* by sql/session.h bit */
 	int n_pinned;
 	bool shutting_down;
@@ -289,6 +296,10 @@ void client_finish_welcome(struct client *cl);
 void client_process(struct client *cl);
 void client_send_error(struct client *cl, const char *severity, const char *sqlstate, const char *msg);
 void client_unpin(struct client *cl, const char *why);
+/* Server side of the plan-change retry (client.c): true when the message was
+ * taken (not for the client). */
+bool client_retry_on_server_msg(struct client *cl, struct server *sv, uint8_t type, const uint8_t *body, size_t blen);
+void client_retry_clear(struct client *cl);
 /* ReadyForQuery for a transaction-mode client: settle its SETs (client.c). */
 void client_settle_sets(struct client *cl, struct server *sv, char tx_status);
 void client_set_error(struct client *cl);

@@ -852,6 +852,21 @@ void server_process(struct server *sv)
 				continue;
 			}
 		}
+		if (sv->state == SV_ACTIVE && sv->client && sv->client->retry_state != RETRY_NONE && whole &&
+		    client_retry_on_server_msg(sv->client, sv, type, body, blen)) {
+			/* Part of a failed attempt pgmedic replays: not for the client. */
+			struct client *rc = sv->client;
+			bool replay = type == 'Z' && rc->retry_state == RETRY_DONE;
+			if (!relay_range(sv, pos))
+				return;
+			pos = 0;
+			conn_in_consume(&sv->c, total);
+			if (replay && rc->state != CL_DEAD) {
+				client_process(rc);
+				return;
+			}
+			continue;
+		}
 		if (stream) {
 			sv->stream_left = (uint32_t)(total - (avail - pos));
 			pos = avail;

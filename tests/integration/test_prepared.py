@@ -673,39 +673,52 @@ def test_failed_discard_all_keeps_statements(pg, pgmedic, wires):
 
 # ------------------------------------------------------------------ 10. schema change
 
-def test_schema_change_error_passes_through_and_reprepare_works(pg, pgmedic, wires, table_name):
+def test_schema_change_retried_once_outside_transaction(pg, pgmedic, wires, table_name):
     """PostgreSQL refuses to run a prepared statement whose result type changed
-    (0A000 "cached plan must not change result type"); pgmedic passes that on.
-
-    BUG (pgmedic): after the client closes and re-prepares the statement -- which
-    fixes it on a direct connection -- pgmedic answers the Parse itself (the text is
-    still prepared on the server under the same pgm_ name, since Close only drops
-    the client's name) and the next Bind fails with 0A000 again, for good, on that
-    server connection.
-
-    Reproduction (pool_size=1): CREATE TABLE t (a int); Parse s 'SELECT * FROM t' /
-    Bind / Execute / Sync; ALTER TABLE t ADD COLUMN b int; Bind s / Execute / Sync
-    -> 0A000 (fine); Close S s / Sync; Parse s 'SELECT * FROM t' / Bind / Execute /
-    Sync -> 1 E(0A000) Z (PostgreSQL: 12CZ)."""
+    (0A000 "cached plan must not change result type").  Outside a transaction block
+    pgmedic re-prepares the statement and sends the Bind/Execute/Sync again, once:
+    the client gets the rows (in the new shape) instead of the error.  Inside a
+    transaction block the error is passed on, as PostgreSQL gives it.  A client that
+    then closes and re-prepares the statement gets it working either way."""
     t = table_name
     px = txn(pgmedic, pool_size=1)
     pg.sql(f"DROP TABLE IF EXISTS {t}")
     pg.sql(f"CREATE TABLE {t} (a int)")
+    pg.sql(f"INSERT INTO {t} VALUES (1)")
     try:
-        sides = [(port, wires(port)) for port in (pg.port, px.port)]
-        for _, w in sides:
+        direct, proxied = wires(pg.port), wires(px.port)
+        for w in (direct, proxied):
             r = w.run(Parse("s", f"SELECT * FROM {t}"), Bind("s"), Execute(), Sync())
-            assert r.types == "12CZ", r
-        pg.sql(f"ALTER TABLE {t} ADD COLUMN b int")
-        for port, w in sides:
+            assert (r.types, r.rows) == ("12DCZ", [["1"]]), r
+        pg.sql(f"ALTER TABLE {t} ADD COLUMN b int DEFAULT 7")
+
+        r = direct.run(Bind("s"), Execute(), Sync())
+        assert (r.types, r.sqlstates) == ("EZ", ["0A000"]), r
+        assert "cached plan must not change result type" in r.errors[0]["M"]
+        # through pgmedic: retried once, with a Describe of the portal it sees the new shape
+        r = proxied.run(Bind("s"), Describe("P", ""), Execute(), Sync())
+        assert (r.types, r.rows, r.sqlstates) == ("2TDCZ", [["1", "7"]], []), r
+        assert px.metrics().get("pgmedic_prepared_retries_total") == 1
+        assert "sending the request again once" in px.stderr_text()
+        r = proxied.run(Bind("s"), Execute(), Sync())
+        assert (r.types, r.rows) == ("2DCZ", [["1", "7"]]), r
+        assert proxied.nothing_pending()
+
+        # inside a transaction block: passed on, never replayed
+        pg.sql(f"ALTER TABLE {t} ADD COLUMN c int DEFAULT 8")
+        for w in (direct, proxied):
+            assert w.simple("BEGIN")[0] == []
             r = w.run(Bind("s"), Execute(), Sync())
-            assert (r.types, r.sqlstates) == ("EZ", ["0A000"]), (port, r)
-            assert "cached plan must not change result type" in r.errors[0]["M"]
+            assert (r.types, r.sqlstates) == ("EZ", ["0A000"]), r
+            w.simple("ROLLBACK")
             assert w.simple("SELECT 'still here'")[0] == [["still here"]]
-        for port, w in sides:
+        assert px.metrics().get("pgmedic_prepared_retries_total") == 1
+
+        # closing and preparing again works on both
+        for port, w in ((pg.port, direct), (px.port, proxied)):
             assert w.run(Close("S", "s"), Sync()).types == "3Z"
             r = w.run(Parse("s", f"SELECT * FROM {t}"), Describe("S", "s"), Bind("s"), Execute(), Sync())
-            assert (r.types, r.sqlstates) == ("1tT2CZ", []), (port, r)
+            assert (r.types, r.sqlstates, r.rows) == ("1tT2DCZ", [], [["1", "7", "8"]]), (port, r)
     finally:
         pg.sql(f"DROP TABLE IF EXISTS {t}")
 
