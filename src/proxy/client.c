@@ -1054,7 +1054,12 @@ static void check_session_state(struct client *cl, const uint8_t *q, size_t len,
 			return;
 		}
 	}
-	unsigned bits = sql_session_state((const char *)q, strnlen((const char *)q, len));
+	size_t qlen = strnlen((const char *)q, len);
+	unsigned bits = sql_session_state((const char *)q, qlen);
+	if (!bits || (cl->pinned & bits) == bits)
+		return;
+	/* Function calls are where the scanner's first words are not enough. */
+	bits = sql_session_confirm((const char *)q, qlen, bits);
 	if (!bits || (cl->pinned & bits) == bits)
 		return;
 	unsigned newbits = bits & ~cl->pinned;

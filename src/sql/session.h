@@ -26,6 +26,11 @@ unsigned sql_session_state(const char *q, size_t len);
  * (advisory locks).  0 for anything else: statements that remove one channel,
  * cursor, statement, table or lock leave the rest, which is not tracked by name. */
 unsigned sql_session_release(const char *q, size_t len);
+/* libpg_query's second opinion (confirm.c) on a single SELECT the scanner flagged
+ * with SESS_ADVISORY and/or SESS_SET: keeps a bit only when an advisory lock
+ * function is really called / set_config() really sets a session-level value
+ * (is_local not the constant true).  Other texts and parse failures: bits unchanged. */
+unsigned sql_session_confirm(const char *q, size_t len, unsigned bits);
 /* Short human name of the lowest bit set ("SET", "LISTEN", ...). */
 const char *sess_state_name(unsigned bits);
 

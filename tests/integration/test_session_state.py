@@ -785,3 +785,27 @@ def test_release_of_one_kind_keeps_a_pin_of_another(pgmedic, direct, objects):
     run(a, "DISCARD TEMP")
     assert waiter.result(5)[1:] == CLEAN
     assert pin_state(px)[1] == 0
+
+
+def test_libpg_query_confirms_what_the_scanner_suspects(pgmedic, pg, objects):
+    """The scanner flags any mention of an advisory lock function or set_config();
+    libpg_query decides: a column that happens to be named pg_advisory_lock and a
+    transaction-local set_config(..., true) pin nothing, a real call does."""
+    pg.sql("DROP TABLE IF EXISTS pgm_conf_t")
+    pg.sql("CREATE TABLE pgm_conf_t (pg_advisory_lock int)")
+    try:
+        px = pgmedic(pool_size=1, settings=SETTINGS)
+        a = ac(px)
+        assert rows(a, "SELECT pg_advisory_lock FROM pgm_conf_t") == []
+        a.autocommit = False
+        assert one(a, f"SELECT set_config('search_path', '{SCHEMA}', true)") == SCHEMA
+        a.commit()
+        a.autocommit = True
+        assert pin_state(px)[1] == 0 and pin_lines(px) == []
+        assert one(a, "SHOW search_path") == DEFAULT_SEARCH_PATH
+        run(a, f"SELECT pg_advisory_lock({LOCK_KEY})")
+        assert pin_state(px)[1] == 1
+        run(a, "SELECT pg_advisory_unlock_all()")
+        wait_unpinned(px)
+    finally:
+        pg.sql("DROP TABLE IF EXISTS pgm_conf_t")

@@ -149,10 +149,37 @@ static void test_release(void **state)
 	assert_int_equal(rel("'UNLISTEN *'"), 0);
 }
 
+static unsigned conf(const char *q) { return sql_session_confirm(q, strlen(q), sql_session_state(q, strlen(q))); }
+
+static void test_confirm_with_libpg_query(void **state)
+{
+	(void)state;
+	/* the scanner pins on the word; the parse tree says what is called */
+	assert_int_equal(st("SELECT pg_advisory_lock FROM locks"), SESS_ADVISORY);
+	assert_int_equal(conf("SELECT pg_advisory_lock FROM locks"), 0);
+	assert_int_equal(conf("SELECT pg_advisory_lock(1)"), SESS_ADVISORY);
+	assert_int_equal(conf("SELECT x FROM t WHERE pg_try_advisory_lock(t.id)"), SESS_ADVISORY);
+	assert_int_equal(conf("SELECT public.pg_advisory_lock_shared(1, 2)"), SESS_ADVISORY);
+	/* set_config: is_local true ends with the transaction */
+	assert_int_equal(st("SELECT set_config('search_path', 'app', true)"), SESS_SET);
+	assert_int_equal(conf("SELECT set_config('search_path', 'app', true)"), 0);
+	assert_int_equal(conf("SELECT set_config('search_path', 'app', 'on')"), 0);
+	assert_int_equal(conf("SELECT set_config('search_path', 'app', false)"), SESS_SET);
+	assert_int_equal(conf("SELECT set_config('search_path', 'app', $1)"), SESS_SET);
+	assert_int_equal(conf("SELECT set_config('search_path', 'app', true), pg_advisory_lock(3)"), SESS_ADVISORY);
+	/* not a single SELECT, or not parseable: the scanner's answer stands */
+	assert_int_equal(conf("UPDATE t SET v = pg_advisory_lock(1)::text"), SESS_ADVISORY);
+	assert_int_equal(conf("SELECT pg_advisory_lock FROM t; SELECT 1"), SESS_ADVISORY);
+	assert_int_equal(conf("SELECT pg_advisory_lock FROM ("), SESS_ADVISORY);
+	assert_int_equal(conf("SET search_path = x"), SESS_SET);
+	assert_int_equal(sql_session_confirm("SELECT 1", 8, SESS_LISTEN), SESS_LISTEN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_release),
+		cmocka_unit_test(test_confirm_with_libpg_query),
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_other_statements),
 		cmocka_unit_test(test_quoting_and_multi_statements),
