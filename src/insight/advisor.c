@@ -1,5 +1,6 @@
 /* advisor.c - the advisor thread (see advisor.h).  One thread, one job at a time,
- * a connection per connection string kept open between jobs.  Nothing here runs
+ * a connection per connection string kept open while jobs keep coming, closed
+ * when the queue is empty.  Nothing here runs
  * on the event loop except the result callback's delivery (advisor_deliver). */
 #include "insight/advisor.h"
 
@@ -140,6 +141,16 @@ static void run_job(struct advisor *a, struct advisor_job *job, struct advisor_r
 	}
 }
 
+static void close_conns(struct advisor *a)
+{
+	for (int i = 0; i < ADVISOR_MAX_CONNS; i++) {
+		PQfinish(a->conns[i].pg);
+		free(a->conns[i].conninfo);
+		a->conns[i].pg = NULL;
+		a->conns[i].conninfo = NULL;
+	}
+}
+
 static void *advisor_main(void *arg)
 {
 	struct advisor *a = arg;
@@ -166,6 +177,13 @@ static void *advisor_main(void *arg)
 		advisor_job_free(job);
 
 		pthread_mutex_lock(&a->mu);
+		if (!a->jobs) {
+			/* Nothing else to do for now: hold no backend while idle (jobs come in
+			 * rounds, every advisor_interval at most). */
+			pthread_mutex_unlock(&a->mu);
+			close_conns(a);
+			pthread_mutex_lock(&a->mu);
+		}
 		a->running_job = false;
 		if (r) {
 			n->item = r;
@@ -178,10 +196,7 @@ static void *advisor_main(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&a->mu);
-	for (int i = 0; i < ADVISOR_MAX_CONNS; i++) {
-		PQfinish(a->conns[i].pg);
-		free(a->conns[i].conninfo);
-	}
+	close_conns(a);
 	return NULL;
 }
 

@@ -1262,6 +1262,32 @@ static void account(struct client *cl, struct server *sv, uint8_t type, const ui
 
 #define PREP_MSG_MAX (16u << 20) /* a Parse/Describe/Close larger than this is refused */
 
+/* PostgreSQL holds an extended-protocol batch's results until its Sync (or a
+ * Flush).  When the client follows an Execute with another whole message that is
+ * not its Sync or a Flush — a pipeline — pgmedic sends a Flush in between, so
+ * that each Execute's answer comes back, and is timed, on its own.  An Execute
+ * followed by its Sync (the common case), or by nothing yet, gets none. */
+static bool flush_due(const struct client *cl, uint8_t type, size_t whole_avail, size_t total)
+{
+	return cl->after_execute && cl->proxy->prof.on && whole_avail >= total && type != 'S' && type != 'H';
+}
+
+static void inject_flush(struct client *cl, bool *staged, const uint8_t **d, size_t *avail, size_t *pos)
+{
+	if (!*staged) {
+		pgb_reset(&cl->stage);
+		*staged = true;
+	}
+	pgb_raw(&cl->stage, *d, *pos);
+	pgb_raw(&cl->stage, (const uint8_t *)"H\0\0\0\4", 5);
+	cl->pool->stats.bytes_in += *pos;
+	conn_in_consume(&cl->c, *pos);
+	*d = conn_in_data(&cl->c);
+	*avail = conn_in_avail(&cl->c);
+	*pos = 0;
+	cl->after_execute = false;
+}
+
 void client_process(struct client *cl)
 {
 	if (cl->state == CL_LOGIN) {
@@ -1393,6 +1419,8 @@ void client_process(struct client *cl)
 			}
 			if ((type == 'P' || type == 'B' || type == 'D' || type == 'C') &&
 			    prep_needs_rewrite(cl, type, d + pos, avail - pos)) {
+				if (flush_due(cl, type, avail - pos, total))
+					inject_flush(cl, &staged, &d, &avail, &pos);
 				if (!staged) {
 					pgb_reset(&cl->stage);
 					staged = true;
@@ -1405,6 +1433,7 @@ void client_process(struct client *cl)
 					return;
 				}
 				account(cl, sv, type, d + pos, avail - pos, len);
+				cl->after_execute = false;
 				cl->pool->stats.bytes_in += pos + (size_t)used;
 				conn_in_consume(&cl->c, pos + (size_t)used);
 				cl->stream_left = left;
@@ -1418,25 +1447,10 @@ void client_process(struct client *cl)
 				return;
 			}
 		}
+		if (flush_due(cl, type, avail - pos, total))
+			inject_flush(cl, &staged, &d, &avail, &pos);
 		account(cl, sv, type, d + pos, avail - pos, len);
-		if (type == 'E' && cl->proxy->prof.on && avail - pos >= total &&
-		    !(avail - pos > total && (d[pos + total] == 'S' || d[pos + total] == 'H'))) {
-			/* PostgreSQL holds an extended-protocol batch's results until its Sync:
-			 * a Flush after each Execute of a pipeline lets each be timed on its own.
-			 * (An Execute followed by its Sync, the common case, gets none.) */
-			if (!staged) {
-				pgb_reset(&cl->stage);
-				staged = true;
-			}
-			pgb_raw(&cl->stage, d, pos + total);
-			pgb_raw(&cl->stage, (const uint8_t *)"H\0\0\0\4", 5);
-			cl->pool->stats.bytes_in += pos + total;
-			conn_in_consume(&cl->c, pos + total);
-			d = conn_in_data(&cl->c);
-			avail = conn_in_avail(&cl->c);
-			pos = 0;
-			continue;
-		}
+		cl->after_execute = type == 'E';
 		if (avail - pos >= total) {
 			pos += total;
 		} else {

@@ -114,6 +114,7 @@ struct client {
 	uint32_t stream_left;       /* bytes of a message still to pass through */
 	uint32_t pending_rfq;       /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
 	bool in_extended;           /* extended-protocol messages since the last Sync */
+	bool after_execute;         /* the last message forwarded was an Execute */
 	bool close_after_release;   /* shutdown: close once its transaction is over */
 	void *authq_req;            /* pending auth_query lookup (authq.c) */
 	bool admin;                 /* on the admin console (virtual database pgbouncer/pgmedic) */
