@@ -305,7 +305,8 @@ class PgCluster:
         """Number of client backends connected to dbname (pgmedic's server connections
         when the test gives pgmedic a database of its own)."""
         return self.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                        "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+                        "AND application_name <> 'pgmedic-advisor'",  # the advisor's own connection is not the pool's
                         (dbname,), dbname="postgres")[0][0]
 
 

@@ -117,7 +117,8 @@ def local_port(conn):
 
 def backend_pids(pg, dbname):
     return {r[0] for r in pg.sql("SELECT pid FROM pg_stat_activity WHERE datname = %s "
-                                 "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                                 "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+                                 "AND application_name <> 'pgmedic-advisor'",
                                  (dbname,), dbname="postgres")}
 
 

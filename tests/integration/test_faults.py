@@ -35,7 +35,8 @@ def fresh_db(pg, name):
 def backends(cluster, db):
     """(pid, state, application_name) of the client backends connected to db."""
     return cluster.sql("SELECT pid, state, application_name FROM pg_stat_activity "
-                       "WHERE datname = %s AND backend_type = 'client backend' ORDER BY pid",
+                       "WHERE datname = %s AND backend_type = 'client backend' "
+                       "AND application_name <> 'pgmedic-advisor' ORDER BY pid",
                        (db,), dbname="postgres")
 
 

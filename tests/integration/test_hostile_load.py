@@ -492,7 +492,8 @@ class Monitor(threading.Thread):
                 self.max_clients = max(self.max_clients, int(m.get("pgmedic_clients", default=0)))
                 with self.conn.cursor() as cur:
                     cur.execute("SELECT count(*), count(*) FILTER (WHERE state LIKE 'idle in transaction%%') "
-                                "FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+                                "FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend' "
+                                "AND application_name <> 'pgmedic-advisor'",
                                 (self.db,))
                     n, idle_tx = cur.fetchone()
                 self.max_backends = max(self.max_backends, n)
@@ -520,7 +521,7 @@ def hostile_db(pg):
 
 def activity(pg, db):
     return pg.sql("SELECT pid, state, backend_type, application_name, left(query, 80) FROM pg_stat_activity "
-                  "WHERE datname = %s", (db,), dbname="postgres")
+                  "WHERE datname = %s AND application_name <> 'pgmedic-advisor'", (db,), dbname="postgres")
 
 
 def summarize(results):
