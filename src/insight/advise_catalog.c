@@ -735,7 +735,16 @@ static json_t *drop_django(const struct idx *x, const struct orm *o)
 		if (f) {
 			const char *change;
 			char buf[512];
-			if (field_is_relation(f))
+			size_t nl = strlen(x->name);
+			bool like = nl > 5 && strcmp(x->name + nl - 5, "_like") == 0;
+			if (like && (json_is_true(json_object_get(f, "unique")) || json_is_true(json_object_get(f, "db_index"))))
+				/* Django adds a second, *_like index (varchar_pattern_ops) to an indexed
+				 * or unique CharField/TextField, for startswith/contains lookups; no
+				 * field option turns it off. */
+				change = "this is the *_like index Django adds for LIKE 'prefix%' lookups (startswith, contains) "
+					 "to an indexed or unique text field; if no such lookup runs, drop it with a "
+					 "migrations.RunSQL migration (the field keeps its other index)";
+			else if (field_is_relation(f))
 				change = "db_index=False"; /* a ForeignKey is indexed unless told not to be */
 			else if (json_is_true(json_object_get(f, "db_index")))
 				change = "remove db_index=True";
