@@ -122,6 +122,35 @@ const char *cli_json_str(const json_t *obj, const char *key)
 	return json_string_value(json_object_get(obj, key));
 }
 
+const char *cli_fmt_bytes(char *buf, size_t len, double b)
+{
+	static const char *const units[] = {"kB", "MB", "GB", "TB"};
+	if (b < 10 * 1024) {
+		snprintf(buf, len, "%.0f bytes", b);
+		return buf;
+	}
+	double v = b / 1024;
+	size_t u = 0;
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, v < 10 ? "%.1f %s" : "%.0f %s", v, units[u]);
+	return buf;
+}
+
+int cli_http_args(const char *cmd, int optind_, int argc, char **argv, const char *url, struct cli_url *u)
+{
+	if (optind_ < argc)
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind_]);
+	if (!url)
+		return cli_usage_error(cmd, "--http URL is required (pgmedic's --http address)");
+	char err[1024];
+	if (cli_url_parse(url, u, err, sizeof(err)) < 0)
+		return cli_usage_error(cmd, "%s", err);
+	return CLI_OK;
+}
+
 const char *cli_fmt_num(char *buf, size_t len, double v)
 {
 	if (!isfinite(v)) {

@@ -55,6 +55,11 @@ const char *cli_json_str(const json_t *obj, const char *key);
 /* Formats a number for people: integers without decimals, else 2 decimals (3
  * below 1), trailing zeros trimmed.  Returns buf. */
 const char *cli_fmt_num(char *buf, size_t len, double v);
+/* "812 bytes", "3.6 MB", "176 kB" */
+const char *cli_fmt_bytes(char *buf, size_t len, double b);
+/* The end of an --http command's option parsing: no stray argument, a URL given
+ * and valid.  CLI_OK, or the usage error's exit code. */
+int cli_http_args(const char *cmd, int optind_, int argc, char **argv, const char *url, struct cli_url *u);
 /* Display width of UTF-8 text (code points; every one counted as one column). */
 size_t cli_utf8_width(const char *s);
 /* Writes at most `width` columns of s to f (one line: control characters and runs

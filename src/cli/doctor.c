@@ -57,23 +57,6 @@ static int by_severity(const void *pa, const void *pb)
 	return strcmp(cli_json_str(a, "id") ?: "", cli_json_str(b, "id") ?: "");
 }
 
-static const char *fmt_bytes(char *buf, size_t len, double b)
-{
-	static const char *const units[] = {"kB", "MB", "GB", "TB"};
-	if (b < 10 * 1024) {
-		snprintf(buf, len, "%.0f bytes", b);
-		return buf;
-	}
-	double v = b / 1024;
-	size_t u = 0;
-	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, len, v < 10 ? "%.1f %s" : "%.0f %s", v, units[u]);
-	return buf;
-}
-
 static void cols_text(char *buf, size_t len, const json_t *cols)
 {
 	size_t o = 0;
@@ -102,7 +85,7 @@ static void render(FILE *out, const json_t *f, size_t width)
 		fprintf(out, "[%s] unindexed foreign key %s (%s) \xe2\x86\x92 %s (%s)\n", sev, table, cols,
 			cli_json_str(f, "ref_table") ?: "?", ref);
 		label(out, "size");
-		fprintf(out, "table %s", fmt_bytes(a, sizeof(a), size));
+		fprintf(out, "table %s", cli_fmt_bytes(a, sizeof(a), size));
 		if (cli_json_num(f, "rows", &v))
 			fprintf(out, ", about %s row%s", cli_fmt_num(b, sizeof(b), v), v == 1 ? "" : "s");
 		fputc('\n', out);
@@ -120,7 +103,7 @@ static void render(FILE *out, const json_t *f, size_t width)
 		}
 		fputc('\n', out);
 		label(out, "size");
-		fprintf(out, "%s", has_size ? fmt_bytes(a, sizeof(a), size) : "?");
+		fprintf(out, "%s", has_size ? cli_fmt_bytes(a, sizeof(a), size) : "?");
 		if (cli_json_num(f, "idx_scan", &v))
 			fprintf(out, ", %s scan%s", cli_fmt_num(b, sizeof(b), v), v == 1 ? "" : "s");
 		if (!redundant) {

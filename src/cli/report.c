@@ -120,23 +120,6 @@ static const char *fmt_ms(char *buf, size_t len, double ms)
 	return buf;
 }
 
-static const char *fmt_bytes(char *buf, size_t len, double b)
-{
-	static const char *const units[] = {"kB", "MB", "GB", "TB"};
-	if (b < 10 * 1024) {
-		snprintf(buf, len, "%.0f bytes", b);
-		return buf;
-	}
-	double v = b / 1024;
-	size_t u = 0;
-	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, len, v < 10 ? "%.1f %s" : "%.0f %s", v, units[u]);
-	return buf;
-}
-
 static const char *kind_label(const char *kind)
 {
 	static const struct {
@@ -220,7 +203,7 @@ static void header(FILE *out, const json_t *f)
 		const char *idx = cli_json_str(f, "index");
 		fprintf(out, " %s on %s", idx ? idx : "?", table_cols(tc, sizeof(tc), f));
 		if (cli_json_num(f, "size_bytes", &v))
-			fprintf(out, ", %s", fmt_bytes(a, sizeof(a), v));
+			fprintf(out, ", %s", cli_fmt_bytes(a, sizeof(a), v));
 		const char *by = cli_json_str(f, "redundant_to");
 		if (by)
 			fprintf(out, ", covered by %s", by);
@@ -230,7 +213,7 @@ static void header(FILE *out, const json_t *f)
 		if (ref)
 			fprintf(out, " " ARROW " %s", ref);
 		if (cli_json_num(f, "size_bytes", &v))
-			fprintf(out, ", table %s", fmt_bytes(a, sizeof(a), v));
+			fprintf(out, ", table %s", cli_fmt_bytes(a, sizeof(a), v));
 	} else {
 		/* missing_index, slow_query and kinds this client does not know yet */
 		if (strcmp(kind, "slow_query") == 0)
@@ -443,14 +426,11 @@ int cli_report(int argc, char **argv)
 			return cli_usage_error("report", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error("report", "unexpected argument '%s'", argv[optind]);
-	if (!url)
-		return cli_usage_error("report", "--http URL is required (pgmedic's --http address)");
-	char err[1024];
 	struct cli_url u;
-	if (cli_url_parse(url, &u, err, sizeof(err)) < 0)
-		return cli_usage_error("report", "%s", err);
+	int rc = cli_http_args("report", optind, argc, argv, url, &u);
+	if (rc != CLI_OK)
+		return rc;
+	char err[1024];
 
 	int ret = CLI_ERR;
 	json_t **v = NULL;

@@ -85,14 +85,11 @@ int cli_snapshot(int argc, char **argv)
 			return cli_usage_error("snapshot", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error("snapshot", "unexpected argument '%s'", argv[optind]);
-	if (!url)
-		return cli_usage_error("snapshot", "--http URL is required (pgmedic's --http address)");
-	char err[1024];
 	struct cli_url u;
-	if (cli_url_parse(url, &u, err, sizeof(err)) < 0)
-		return cli_usage_error("snapshot", "%s", err);
+	int rc = cli_http_args("snapshot", optind, argc, argv, url, &u);
+	if (rc != CLI_OK)
+		return rc;
+	char err[1024];
 
 	int ret = CLI_ERR;
 	json_t *routes = NULL, *snap = NULL;

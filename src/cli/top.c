@@ -236,14 +236,11 @@ int cli_top(int argc, char **argv)
 			return cli_usage_error("top", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error("top", "unexpected argument '%s'", argv[optind]);
-	if (!url)
-		return cli_usage_error("top", "--http URL is required (pgmedic's --http address)");
-	char err[1024];
 	struct cli_url u;
-	if (cli_url_parse(url, &u, err, sizeof(err)) < 0)
-		return cli_usage_error("top", "%s", err);
+	int rc = cli_http_args("top", optind, argc, argv, url, &u);
+	if (rc != CLI_OK)
+		return rc;
+	char err[1024];
 
 	bool tty = isatty(STDOUT_FILENO);
 	struct top_state st = {0};
