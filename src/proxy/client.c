@@ -149,6 +149,59 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen
 	conn_want_read(&cl->c, true);
 }
 
+/* ----------------------------------------------- named instances behind pins ---- */
+
+#define NAMED_KINDS (SESS_LISTEN | SESS_HOLD_CURSOR | SESS_PREPARE | SESS_TEMP)
+
+static void pin_names_clear(struct client *cl, unsigned bits)
+{
+	for (uint32_t i = 0; i < cl->npin_names;) {
+		if (cl->pin_names[i].bit & bits)
+			cl->pin_names[i] = cl->pin_names[--cl->npin_names];
+		else
+			i++;
+	}
+	cl->pin_unnamed &= ~bits;
+	if (!cl->npin_names) {
+		free(cl->pin_names);
+		cl->pin_names = NULL;
+		cl->cap_pin_names = 0;
+	}
+}
+
+static void pin_name_add(struct client *cl, unsigned bit, const char *name)
+{
+	for (uint32_t i = 0; i < cl->npin_names; i++)
+		if (cl->pin_names[i].bit == bit && strcmp(cl->pin_names[i].name, name) == 0)
+			return;
+	if (cl->npin_names == cl->cap_pin_names) {
+		uint32_t nc = cl->cap_pin_names ? cl->cap_pin_names * 2 : 4;
+		struct pin_name *v = nc <= 4096 ? realloc(cl->pin_names, nc * sizeof(*v)) : NULL;
+		if (!v) {
+			cl->pin_unnamed |= bit; /* cannot follow it by name: the kind stays pinned */
+			return;
+		}
+		cl->pin_names = v;
+		cl->cap_pin_names = nc;
+	}
+	cl->pin_names[cl->npin_names].bit = bit;
+	snprintf(cl->pin_names[cl->npin_names].name, sizeof(cl->pin_names[0].name), "%s", name);
+	cl->npin_names++;
+}
+
+/* A statement that pins: remember the instance by name where one statement names
+ * exactly one, otherwise the kind can only be released as a whole. */
+static void pin_record(struct client *cl, const uint8_t *q, size_t len, unsigned bits)
+{
+	if (!(bits & NAMED_KINDS))
+		return;
+	struct sql_sess_name nm;
+	if (sql_session_name((const char *)q, len, &nm) && nm.op == SQL_NAME_ADD && (bits & NAMED_KINDS) == nm.bit)
+		pin_name_add(cl, nm.bit, nm.name);
+	else
+		cl->pin_unnamed |= bits & NAMED_KINDS;
+}
+
 static void client_unlink_server(struct client *cl)
 {
 	struct server *sv = cl->server;
@@ -164,6 +217,7 @@ static void client_unlink_server(struct client *cl)
 	if (!clean && cl->pinned) {
 		cl->proxy->n_pinned--;
 		cl->pinned = 0;
+		pin_names_clear(cl, ~0u);
 	}
 	if (!clean) {
 		server_close(sv, sv->state == SV_SETUP ? "client left during server setup"
@@ -176,6 +230,7 @@ static void client_unlink_server(struct client *cl)
 	if (cl->pinned) {
 		cl->proxy->n_pinned--;
 		cl->pinned = 0;
+		pin_names_clear(cl, ~0u);
 	}
 	if (reset && sv->proxy->cfg->server_reset_query && sv->proxy->cfg->server_reset_query[0])
 		server_begin_reset(sv);
@@ -201,6 +256,9 @@ void client_close(struct client *cl, const char *reason)
 	client_unlink_server(cl);
 	prof_client_free(&p->prof, &cl->prof);
 	client_retry_clear(cl);
+	pin_names_clear(cl, ~0u);
+	free(cl->pending_unname);
+	cl->pending_unname = NULL;
 	if (cl->pinned) {
 		/* Its server went first (or it had none): the pin ends with the client. */
 		cl->pinned = 0;
@@ -347,14 +405,14 @@ void client_discard_all(struct client *cl, struct server *sv)
 
 bool client_tracks_sets(const struct client *cl)
 {
-	return cl->pending_set.kind || cl->restore_startup || cl->pending_release;
+	return cl->pending_set.kind || cl->restore_startup || cl->pending_release || cl->pending_unname;
 }
 
 void client_set_error(struct client *cl)
 {
 	if (cl->pending_set.kind)
 		cl->pending_set_failed = true;
-	if (cl->pending_release)
+	if (cl->pending_release || cl->pending_unname)
 		cl->pending_release_failed = true;
 }
 
@@ -394,6 +452,7 @@ void client_settle_sets(struct client *cl, struct server *sv, char tx_status)
 		unsigned bits = cl->pending_release;
 		cl->pending_release = 0;
 		if (!cl->pending_release_failed && tx_status == 'I' && (cl->pinned & bits)) {
+			pin_names_clear(cl, bits);
 			cl->pinned &= ~bits;
 			if (!cl->pinned) {
 				char why[80];
@@ -402,6 +461,35 @@ void client_settle_sets(struct client *cl, struct server *sv, char tx_status)
 				client_unpin(cl, why);
 			}
 		}
+		cl->pending_release_failed = false;
+	}
+	if (cl->pending_unname && cl->pending_rfq == 0) {
+		struct sql_sess_name *nm = cl->pending_unname;
+		cl->pending_unname = NULL;
+		if (!cl->pending_release_failed && tx_status == 'I' && (cl->pinned & nm->bit)) {
+			bool left = (cl->pin_unnamed & nm->bit) != 0;
+			for (uint32_t i = 0; i < cl->npin_names;) {
+				struct pin_name *pn = &cl->pin_names[i];
+				if (pn->bit == nm->bit && strcmp(pn->name, nm->name) == 0) {
+					*pn = cl->pin_names[--cl->npin_names];
+					continue;
+				}
+				left |= pn->bit == nm->bit;
+				i++;
+			}
+			if (!left) {
+				/* the last of its kind is gone */
+				cl->pinned &= ~nm->bit;
+				if (!cl->pinned) {
+					char why[160];
+					snprintf(why, sizeof(why), "its last session state (%s \"%s\") is gone",
+						 sess_state_name(nm->bit), nm->name);
+					cl->pinned = nm->bit; /* client_unpin logs and counts */
+					client_unpin(cl, why);
+				}
+			}
+		}
+		free(nm);
 		cl->pending_release_failed = false;
 	}
 	if (cl->restore_startup && tx_status == 'I') {
@@ -1025,6 +1113,7 @@ void client_unpin(struct client *cl, const char *why)
 		return;
 	cl->pinned = 0;
 	cl->proxy->n_pinned--;
+	pin_names_clear(cl, ~0u);
 	CLOG(LOG_INFO, cl, "unpinned from its server connection: %s", why);
 }
 
@@ -1053,14 +1142,27 @@ static void check_session_state(struct client *cl, const uint8_t *q, size_t len,
 			cl->pending_release_failed = false;
 			return;
 		}
+		struct sql_sess_name nm;
+		if (!cl->pending_unname && sql_session_name((const char *)q, len, &nm) && nm.op == SQL_NAME_REMOVE &&
+		    (cl->pinned & nm.bit)) {
+			cl->pending_unname = malloc(sizeof(nm));
+			if (cl->pending_unname) {
+				*cl->pending_unname = nm;
+				cl->pending_release_failed = false;
+			}
+			return;
+		}
 	}
 	size_t qlen = strnlen((const char *)q, len);
 	unsigned bits = sql_session_state((const char *)q, qlen);
-	if (!bits || (cl->pinned & bits) == bits)
+	if (!bits)
 		return;
 	/* Function calls are where the scanner's first words are not enough. */
 	bits = sql_session_confirm((const char *)q, qlen, bits);
-	if (!bits || (cl->pinned & bits) == bits)
+	if (!bits)
+		return;
+	pin_record(cl, q, qlen, bits);
+	if ((cl->pinned & bits) == bits)
 		return;
 	unsigned newbits = bits & ~cl->pinned;
 	for (unsigned i = 0; i < 8; i++)

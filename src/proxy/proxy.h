@@ -43,6 +43,7 @@
 #include "pg/proto.h"
 #include "pg/scram.h"
 #include "proxy/prepared.h"
+#include "sql/session.h"
 
 struct proxy;
 struct pool;
@@ -58,6 +59,11 @@ const char *server_state_name(enum server_state s);
 struct param_kv {
 	char *name, *value; /* value as SQL text: a quoted literal, or a SET's value as written */
 	char *startup_value; /* client lists: the startup option's value (what RESET returns to) */
+};
+
+struct pin_name {
+	unsigned bit;
+	char name[64];
 };
 
 /* A SET/RESET a transaction-mode client ran, replayed on its next server connections. */
@@ -126,6 +132,12 @@ struct client {
 	bool pending_set_failed;    /* an ErrorResponse came for it */
 	unsigned pinned;            /* transaction mode: session state (sql/session.h bits)
 				     * keeps this client on its server connection */
+	/* the named instances behind a pin (LISTEN channels, WITH HOLD cursors, SQL
+	 * prepared statements, temporary tables): the kind's pin goes with the last one */
+	struct pin_name *pin_names;
+	uint32_t npin_names, cap_pin_names;
+	unsigned pin_unnamed;       /* kinds with an instance pgmedic could not name */
+	struct sql_sess_name *pending_unname; /* a removal sent alone, not yet confirmed */
 	unsigned pending_release;   /* pinned state a Query alone on the wire removes
 				     * (UNLISTEN *, CLOSE ALL...): dropped at its ReadyForQuery */
 	bool pending_release_failed;

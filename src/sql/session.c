@@ -230,23 +230,115 @@ unsigned sql_session_state(const char *q, size_t len)
 	return bits;
 }
 
-unsigned sql_session_release(const char *q, size_t len)
+/* An identifier token as PostgreSQL names it: "Quoted" kept, else lower-cased. */
+static bool tok_name(const struct tok *t, char out[64])
+{
+	if (t->word) {
+		if (t->n >= 64)
+			return false;
+		for (size_t i = 0; i < t->n; i++)
+			out[i] = (char)tolower((unsigned char)t->p[i]);
+		out[t->n] = 0;
+		return true;
+	}
+	if (t->n >= 3 && t->p[0] == '"' && t->p[t->n - 1] == '"') {
+		size_t o = 0;
+		for (size_t i = 1; i + 1 < t->n; i++) {
+			if (t->p[i] == '"')
+				i++; /* "" is one quote */
+			if (o >= 63)
+				return false;
+			out[o++] = t->p[i];
+		}
+		out[o] = 0;
+		return o > 0;
+	}
+	return false;
+}
+
+/* The tokens of q when it is one statement (trailing ';' allowed): up to max of
+ * them in t, their count (which may exceed max) in *n.  false for several. */
+static bool one_statement(const char *q, size_t len, struct tok *t, size_t max, size_t *n)
 {
 	struct scan s = {q, strnlen(q, len), 0};
-	struct tok t[6];
-	size_t n = 0;
 	struct tok x;
+	*n = 0;
 	while (next_tok(&s, &x)) {
 		if (is_semi(&x)) {
 			while (next_tok(&s, &x))
 				if (!is_semi(&x))
-					return 0; /* more than one statement */
+					return false;
 			break;
 		}
-		if (n == 6)
-			return 0;
-		t[n++] = x;
+		if (*n < max)
+			t[*n] = x;
+		(*n)++;
 	}
+	return true;
+}
+
+int sql_session_name(const char *q, size_t len, struct sql_sess_name *out)
+{
+	struct tok t[12];
+	size_t n;
+	memset(out, 0, sizeof(*out));
+	if (!one_statement(q, len, t, 12, &n) || n > 12)
+		return 0;
+	bool hold = false;
+	for (size_t i = 1; i < n; i++)
+		hold |= is_kw(&t[i - 1], "with") && is_kw(&t[i], "hold");
+	if (n < 2)
+		return 0;
+	size_t at = 1;
+	if (is_kw(&t[0], "listen") && n == 2) {
+		out->bit = SESS_LISTEN, out->op = SQL_NAME_ADD;
+	} else if (is_kw(&t[0], "unlisten") && n == 2) {
+		out->bit = SESS_LISTEN, out->op = SQL_NAME_REMOVE;
+	} else if (is_kw(&t[0], "declare") && hold) {
+		out->bit = SESS_HOLD_CURSOR, out->op = SQL_NAME_ADD;
+	} else if (is_kw(&t[0], "close") && n == 2) {
+		out->bit = SESS_HOLD_CURSOR, out->op = SQL_NAME_REMOVE;
+	} else if (is_kw(&t[0], "prepare")) {
+		out->bit = SESS_PREPARE, out->op = SQL_NAME_ADD;
+	} else if (is_kw(&t[0], "deallocate")) {
+		if (n == 3 && is_kw(&t[1], "prepare"))
+			at = 2;
+		else if (n != 2)
+			return 0;
+		out->bit = SESS_PREPARE, out->op = SQL_NAME_REMOVE;
+	} else if (is_kw(&t[0], "create") && n >= 4 && (is_kw(&t[1], "temp") || is_kw(&t[1], "temporary")) &&
+		   is_kw(&t[2], "table")) {
+		at = 3;
+		if (n >= 7 && is_kw(&t[3], "if") && is_kw(&t[4], "not") && is_kw(&t[5], "exists"))
+			at = 6;
+		if (at + 1 < n && t[at + 1].n == 1 && t[at + 1].p[0] == '.')
+			return 0; /* schema-qualified */
+		out->bit = SESS_TEMP, out->op = SQL_NAME_ADD;
+	} else if (is_kw(&t[0], "drop") && is_kw(&t[1], "table")) {
+		at = 2;
+		if (n >= 5 && is_kw(&t[2], "if") && is_kw(&t[3], "exists"))
+			at = 4;
+		/* exactly one unqualified table, optionally CASCADE/RESTRICT */
+		if (!(n == at + 1 || (n == at + 2 && (is_kw(&t[at + 1], "cascade") || is_kw(&t[at + 1], "restrict")))))
+			return 0;
+		out->bit = SESS_TEMP, out->op = SQL_NAME_REMOVE;
+	} else {
+		return 0;
+	}
+	if (at >= n || !tok_name(&t[at], out->name) || (out->op == SQL_NAME_REMOVE && is_kw(&t[at], "all")) ||
+	    (t[at].n == 1 && t[at].p[0] == '*')) {
+		memset(out, 0, sizeof(*out));
+		return 0;
+	}
+	return 1;
+}
+
+unsigned sql_session_release(const char *q, size_t len)
+{
+	struct tok t[6];
+	size_t n;
+	if (!one_statement(q, len, t, 6, &n) || n > 6)
+		return 0;
 	bool star = n == 2 && t[1].n == 1 && t[1].p[0] == '*';
 	if (n == 2 && is_kw(&t[0], "unlisten") && star)
 		return SESS_LISTEN;

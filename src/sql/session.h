@@ -26,6 +26,18 @@ unsigned sql_session_state(const char *q, size_t len);
  * (advisory locks).  0 for anything else: statements that remove one channel,
  * cursor, statement, table or lock leave the rest, which is not tracked by name. */
 unsigned sql_session_release(const char *q, size_t len);
+/* A named piece of session state one statement creates or removes. */
+enum sql_name_op { SQL_NAME_ADD = 1, SQL_NAME_REMOVE = 2 };
+struct sql_sess_name {
+	unsigned bit;          /* SESS_LISTEN, SESS_HOLD_CURSOR, SESS_PREPARE or SESS_TEMP */
+	enum sql_name_op op;
+	char name[64];         /* folded to lower case unless it was quoted */
+};
+/* 1 when q is exactly one of: LISTEN ch / UNLISTEN ch, DECLARE c ... WITH HOLD ... /
+ * CLOSE c, PREPARE p ... / DEALLOCATE [PREPARE] p, CREATE TEMP[ORARY] TABLE
+ * [IF NOT EXISTS] t ... / DROP TABLE [IF EXISTS] t (one unqualified table);
+ * 0 for anything else (then a pin can only go with the whole kind). */
+int sql_session_name(const char *q, size_t len, struct sql_sess_name *out);
 /* libpg_query's second opinion (confirm.c) on a single SELECT the scanner flagged
  * with SESS_ADVISORY and/or SESS_SET: keeps a bit only when an advisory lock
  * function is really called / set_config() really sets a session-level value

@@ -723,44 +723,40 @@ def test_set_config_session_level_does_not_leak(pgmedic, objects):
 # ------------------------------------------------------------------ statements that remove state
 
 RELEASES = {
-    "listen": (f"LISTEN {CHANNEL}", "UNLISTEN *", f"UNLISTEN {CHANNEL}"),
-    "hold_cursor": ("DECLARE pgm_rel_c CURSOR WITH HOLD FOR SELECT 1", "CLOSE ALL", "CLOSE pgm_rel_c"),
-    "prepare": ("PREPARE pgm_rel_p AS SELECT 1", "DEALLOCATE ALL", "DEALLOCATE pgm_rel_p"),
-    "temp_table": ("CREATE TEMP TABLE pgm_rel_tmp (v int)", "DISCARD TEMP", "DROP TABLE pgm_rel_tmp"),
-    "advisory_lock": (f"SELECT pg_advisory_lock({LOCK_KEY})", "SELECT pg_advisory_unlock_all()",
-                      f"SELECT pg_advisory_unlock({LOCK_KEY})"),
+    # kind: (create instance {n}, remove instance {n}, remove every instance)
+    "listen": ("LISTEN pgm_rel_ch_{n}", "UNLISTEN pgm_rel_ch_{n}", "UNLISTEN *"),
+    "hold_cursor": ("DECLARE pgm_rel_c_{n} CURSOR WITH HOLD FOR SELECT 1", "CLOSE pgm_rel_c_{n}", "CLOSE ALL"),
+    "prepare": ("PREPARE pgm_rel_p_{n} AS SELECT 1", "DEALLOCATE pgm_rel_p_{n}", "DEALLOCATE ALL"),
+    "temp_table": ("CREATE TEMP TABLE pgm_rel_t_{n} (v int)", "DROP TABLE pgm_rel_t_{n}", "DISCARD TEMP"),
+    "advisory_lock": (f"SELECT pg_advisory_lock({LOCK_KEY} + {{n}})", f"SELECT pg_advisory_unlock({LOCK_KEY} + {{n}})",
+                      "SELECT pg_advisory_unlock_all()"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(RELEASES))
-def test_statement_removing_all_state_unpins(pgmedic, direct, objects, kind):
-    """UNLISTEN *, CLOSE ALL, DEALLOCATE ALL, DISCARD TEMP and pg_advisory_unlock_all()
-    remove every instance of their kind of state: alone on the wire, outside a
-    transaction block and successful, they unpin.  Removing one named instance does
-    not (the others are not tracked by name), nor does the same statement inside a
-    transaction block (a ROLLBACK would bring the state back)."""
-    create, release_all, release_one = RELEASES[kind]
+def test_state_gone_unpins(pgmedic, direct, objects, kind):
+    """A pin lasts exactly as long as its state: removing one of two channels,
+    cursors, statements or tables keeps it; removing the last one (alone on the
+    wire, outside a transaction block, successfully) releases it.  Advisory locks
+    stack per key and are not followed one by one: only pg_advisory_unlock_all()
+    releases them."""
+    create, remove_one, remove_all = RELEASES[kind]
     px = pgmedic(pool_size=1, settings=SETTINGS)
     a, b = ac(px), ac(px)
     run(b, "SELECT 1")
-    run(a, create)
+    run(a, create.format(n=1))
+    run(a, create.format(n=2))
     a_pid = backend_pid(a)
     assert pin_state(px)[1] == 1
     waiter = Bg(lambda: clean_state_row(b))
     assert still_waiting(waiter, 0.5), f"B ran on A's pinned server: {waiter.value or waiter.error}"
 
-    run(a, release_one)
-    assert still_waiting(waiter, 0.5), f"{release_one} unpinned A"
-    run(a, create)
-    a.autocommit = False
-    run(a, release_all)
-    a.commit()
-    a.autocommit = True
-    assert still_waiting(waiter, 0.5), f"{release_all} inside a transaction block unpinned A"
-    assert pin_state(px)[1] == 1
-    run(a, create)
-
-    run(a, release_all)
+    run(a, remove_one.format(n=1))
+    assert still_waiting(waiter, 0.5), f"{remove_one.format(n=1)} unpinned A with another instance left"
+    run(a, remove_one.format(n=2))
+    if kind == "advisory_lock":
+        assert still_waiting(waiter, 0.5), "advisory locks are not followed one by one"
+        run(a, remove_all)
     row = waiter.result(5)
     assert row[0] == a_pid and row[1:] == CLEAN
     assert pin_state(px)[1] == 0
@@ -769,7 +765,30 @@ def test_statement_removing_all_state_unpins(pgmedic, direct, objects, kind):
     # an ordinary transaction-mode client again: A and B share the one server
     assert backend_pid(a) == backend_pid(b) == a_pid
     if kind == "advisory_lock":
-        assert advisory_holders(direct, LOCK_KEY) == []
+        assert advisory_holders(direct, LOCK_KEY + 1) == advisory_holders(direct, LOCK_KEY + 2) == []
+
+
+@pytest.mark.parametrize("kind", sorted(RELEASES))
+def test_whole_kind_release_unpins_outside_transaction_blocks(pgmedic, direct, objects, kind):
+    """UNLISTEN *, CLOSE ALL, DEALLOCATE ALL, DISCARD TEMP, pg_advisory_unlock_all():
+    every instance at once.  Inside a transaction block nothing is released (a
+    ROLLBACK would bring the state back); alone and outside one, the pin goes."""
+    create, _, remove_all = RELEASES[kind]
+    px = pgmedic(pool_size=1, settings=SETTINGS)
+    a, b = ac(px), ac(px)
+    run(b, "SELECT 1")
+    run(a, create.format(n=1))
+    run(a, create.format(n=2))
+    waiter = Bg(lambda: clean_state_row(b))
+    assert still_waiting(waiter, 0.5)
+    a.autocommit = False
+    run(a, remove_all)
+    a.commit()
+    a.autocommit = True
+    assert still_waiting(waiter, 0.5), f"{remove_all} inside a transaction block unpinned A"
+    run(a, remove_all)
+    assert waiter.result(5)[1:] == CLEAN
+    assert pin_state(px)[1] == 0
 
 
 def test_release_of_one_kind_keeps_a_pin_of_another(pgmedic, direct, objects):

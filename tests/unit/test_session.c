@@ -175,10 +175,53 @@ static void test_confirm_with_libpg_query(void **state)
 	assert_int_equal(sql_session_confirm("SELECT 1", 8, SESS_LISTEN), SESS_LISTEN);
 }
 
+static void nm_is(const char *q, unsigned bit, int op, const char *name)
+{
+	struct sql_sess_name nm;
+	assert_int_equal(sql_session_name(q, strlen(q), &nm), 1);
+	assert_int_equal(nm.bit, bit);
+	assert_int_equal(nm.op, op);
+	assert_string_equal(nm.name, name);
+}
+
+static void nm_none(const char *q)
+{
+	struct sql_sess_name nm;
+	assert_int_equal(sql_session_name(q, strlen(q), &nm), 0);
+}
+
+static void test_named_state(void **state)
+{
+	(void)state;
+	nm_is("LISTEN Jobs", SESS_LISTEN, SQL_NAME_ADD, "jobs");
+	nm_is("listen \"Jobs\";", SESS_LISTEN, SQL_NAME_ADD, "Jobs");
+	nm_is("UNLISTEN jobs", SESS_LISTEN, SQL_NAME_REMOVE, "jobs");
+	nm_is("DECLARE c1 NO SCROLL CURSOR WITH HOLD FOR SELECT 1", SESS_HOLD_CURSOR, SQL_NAME_ADD, "c1");
+	nm_is("CLOSE c1", SESS_HOLD_CURSOR, SQL_NAME_REMOVE, "c1");
+	nm_is("PREPARE q1 (int) AS SELECT $1", SESS_PREPARE, SQL_NAME_ADD, "q1");
+	nm_is("DEALLOCATE q1", SESS_PREPARE, SQL_NAME_REMOVE, "q1");
+	nm_is("DEALLOCATE PREPARE \"Q\"\"1\"", SESS_PREPARE, SQL_NAME_REMOVE, "Q\"1");
+	nm_is("CREATE TEMP TABLE t1 (a int)", SESS_TEMP, SQL_NAME_ADD, "t1");
+	nm_is("create temporary table if not exists T2 AS SELECT 1", SESS_TEMP, SQL_NAME_ADD, "t2");
+	nm_is("DROP TABLE t1", SESS_TEMP, SQL_NAME_REMOVE, "t1");
+	nm_is("DROP TABLE IF EXISTS t1 CASCADE", SESS_TEMP, SQL_NAME_REMOVE, "t1");
+	nm_none("UNLISTEN *");
+	nm_none("CLOSE ALL");
+	nm_none("DEALLOCATE ALL");
+	nm_none("DECLARE c CURSOR FOR SELECT 1"); /* no HOLD: not session state */
+	nm_none("DROP TABLE a, b");
+	nm_none("DROP TABLE s.t");
+	nm_none("CREATE TEMP TABLE pg_temp.t (a int)");
+	nm_none("LISTEN a; LISTEN b");
+	nm_none("SELECT 1");
+	nm_none("");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_release),
+		cmocka_unit_test(test_named_state),
 		cmocka_unit_test(test_confirm_with_libpg_query),
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_other_statements),
