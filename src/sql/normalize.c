@@ -8,8 +8,11 @@
  * result; sql_redact() splices placeholders into the original text.  The rules
  * and every intended difference from libpg_query are documented in normalize.h.
  *
- * Speed: one pass, table-driven character classes, memchr for the bodies of
- * strings and quoted identifiers, a perfect hash for keywords, no allocation. */
+ * Speed: one pass (the scanner is inlined into the printer's loop), table-driven
+ * character classes and spacing, memchr for the bodies of strings and quoted
+ * identifiers, a perfect hash for keywords, a one-branch fast path for tokens
+ * that change no context, word-at-a-time lower-casing and fixed-size copies of
+ * tokens, no allocation.  bench/normalize_bench.c measures it. */
 #include "sql/normalize.h"
 
 #include <string.h>
@@ -19,17 +22,17 @@
 
 /* ---------------------------------------------------------------- characters */
 
-enum { C_SP = 1, C_IS = 2, C_IC = 4, C_DG = 8, C_OP = 16, C_OPX = 32 };
+enum { C_SP = 1, C_IS = 2, C_IC = 4, C_DG = 8, C_OP = 16, C_OPX = 32, C_CM = 64 };
 
 /* scan.l: space [ \t\n\r\f] (we add \v as PostgreSQL 16 does, and NUL, which the
  * server never sees inside a query); ident_start [A-Za-z\200-\377_]; ident_cont
  * adds [0-9$]; op_chars [~!@#^&|`?+\-*\/%<>=], C_OPX marking those that let an
- * operator end in + or -. */
+ * operator end in + or -.  C_CM: the bytes that can start a comment (- and /). */
 static const unsigned char cc[256] = {
 	[0] = C_SP, ['\t'] = C_SP, ['\n'] = C_SP, ['\v'] = C_SP, ['\f'] = C_SP, ['\r'] = C_SP, [' '] = C_SP,
 	['A' ... 'Z'] = C_IS | C_IC, ['a' ... 'z'] = C_IS | C_IC, ['_'] = C_IS | C_IC, [0x80 ... 0xff] = C_IS | C_IC,
 	['0' ... '9'] = C_IC | C_DG, ['$'] = C_IC,
-	['+'] = C_OP, ['-'] = C_OP, ['*'] = C_OP, ['/'] = C_OP, ['<'] = C_OP, ['>'] = C_OP, ['='] = C_OP,
+	['+'] = C_OP, ['-'] = C_OP | C_CM, ['*'] = C_OP, ['/'] = C_OP | C_CM, ['<'] = C_OP, ['>'] = C_OP, ['='] = C_OP,
 	['~'] = C_OP | C_OPX, ['!'] = C_OP | C_OPX, ['@'] = C_OP | C_OPX, ['#'] = C_OP | C_OPX,
 	['%'] = C_OP | C_OPX, ['^'] = C_OP | C_OPX, ['&'] = C_OP | C_OPX, ['|'] = C_OP | C_OPX,
 	['`'] = C_OP | C_OPX, ['?'] = C_OP | C_OPX,
@@ -384,12 +387,11 @@ static const char *scan_bstring(const char *p, const char *end)
 }
 
 /* p just past the opening double quote. */
-static const char *scan_qident(const char *p, const char *end)
+static inline const char *scan_qident(const char *p, const char *end)
 {
 	for (;;) {
-		while (p < end && *p != '"')
-			p++;
-		if (p >= end)
+		p = memchr(p, '"', (size_t)(end - p));
+		if (!p)
 			return end;
 		if (p + 1 < end && p[1] == '"') {
 			p += 2;
@@ -602,10 +604,17 @@ static inline int string_const(const struct lex *lx, const char *s)
 	}
 }
 
-static void lex_next(struct lex *lx, struct tok *t)
+#define SLOW_KINDS \
+	((1u << TK_SEMI) | (1u << TK_LPAREN) | (1u << TK_RPAREN) | (1u << TK_LBRACK) | (1u << TK_RBRACK) | (1u << TK_CAST))
+
+static inline __attribute__((always_inline)) void lex_next_inl(struct lex *lx, struct tok *t)
 {
 	const char *p = lx->p, *end = lx->end;
-	for (;;) {
+	/* most tokens follow one space or none: step over it without a branch,
+	 * and go round the loop only for more whitespace or a comment */
+	if (p < end)
+		p += *p == ' ';
+	while (p < end && (CLS(*p) & (C_SP | C_CM))) {
 		while (p < end && (CLS(*p) & C_SP))
 			p++;
 		if (p + 1 < end && p[0] == '-' && p[1] == '-') {
@@ -836,6 +845,21 @@ done:
 	lx->p = p;
 
 	/* ---- context for the tokens that follow ---- */
+	/* Fast path: most tokens (words, quoted identifiers, constants, operators,
+	 * dots, commas) change nothing but prev when no statement start, pending
+	 * decision, type context, SET or ORDER BY list is open.  Decided with one
+	 * branch; the full rules below give the same result for these tokens. */
+	{
+		unsigned slow = ((SLOW_KINDS >> kind) & 1u) | (unsigned)start | (unsigned)pf | lx->pend | lx->tstate |
+				(unsigned)(lx->mode == M_SET) | (unsigned)(lx->posdepth >= 0) |
+				(unsigned)((t->kw & (F_AS | F_BY)) != 0);
+		if (!slow) {
+			lx->prev2_kw = lx->prev_kw;
+			lx->prev_kw = kind == TK_WORD ? t->kw : 0;
+			lx->prev = kind;
+			return;
+		}
+	}
 	if (kind == TK_SEMI) {
 		struct sql_norm *res = lx->res;
 		lex_init(lx, p, (size_t)(end - p), res);
@@ -1028,6 +1052,11 @@ prev:
 	lx->prev = closes_op ? TK_OP : kind;
 }
 
+static __attribute__((noinline)) void lex_next(struct lex *lx, struct tok *t)
+{
+	lex_next_inl(lx, t);
+}
+
 /* ---------------------------------------------------------------- normalize */
 
 #define NL_MAX 16     /* nested lists tracked for collapsing */
@@ -1061,67 +1090,140 @@ struct norm {
 	size_t ph_off[PH_MAX];    /* output offsets of the placeholders of open lists */
 };
 
-static inline void put(struct norm *o, const char *s, size_t n)
+/* Copies of tokens are short: fixed-size (possibly overlapping) moves instead of
+ * a call to memcpy.  Reads and writes stay inside [s, s + n) and [d, d + n). */
+static inline __attribute__((always_inline)) void copy_small(char *d, const char *s, size_t n)
+{
+	if (n >= 8) {
+		if (n > 16) {
+			memcpy(d, s, n);
+			return;
+		}
+		uint64_t a, b;
+		memcpy(&a, s, 8);
+		memcpy(&b, s + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+		memcpy(&a, s, 4);
+		memcpy(&b, s + n - 4, 4);
+		memcpy(d, &a, 4);
+		memcpy(d + n - 4, &b, 4);
+	} else if (n) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
+	}
+}
+
+/* ASCII upper to lower case in eight bytes at once (bytes >= 0x80 unchanged). */
+static inline uint64_t lower8(uint64_t x)
+{
+	uint64_t h = x & 0x7f7f7f7f7f7f7f7full;
+	uint64_t ge_a = h + 0x3f3f3f3f3f3f3f3full;   /* high bit: byte >= 'A' */
+	uint64_t gt_z = h + 0x2525252525252525ull;   /* high bit: byte > 'Z' */
+	uint64_t up = (ge_a ^ gt_z) & ~x & 0x8080808080808080ull;
+	return x | (up >> 2);
+}
+
+/* Lower-cased copy of a word, same bounds as copy_small. */
+static inline __attribute__((always_inline)) void copy_lower(char *d, const char *s, size_t n)
+{
+	if (n >= 8) {
+		uint64_t a;
+		size_t i = 0;
+		for (; i + 8 < n; i += 8) {
+			memcpy(&a, s + i, 8);
+			a = lower8(a);
+			memcpy(d + i, &a, 8);
+		}
+		memcpy(&a, s + n - 8, 8);
+		a = lower8(a);
+		memcpy(d + n - 8, &a, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+		memcpy(&a, s, 4);
+		memcpy(&b, s + n - 4, 4);
+		a = (uint32_t)lower8(a);
+		b = (uint32_t)lower8(b);
+		memcpy(d, &a, 4);
+		memcpy(d + n - 4, &b, 4);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			d[i] = (char)LOWER(s[i]);
+	}
+}
+
+static inline __attribute__((always_inline)) void put(struct norm *o, const char *s, size_t n)
 {
 	if (n > o->cap - o->n) {
 		o->oflow = 1;
 		return;
 	}
-	memcpy(o->o + o->n, s, n);
+	copy_small(o->o + o->n, s, n);
 	o->n += n;
 }
 
-static inline int space_before(const struct norm *o, const struct tok *t)
+/* Space before a token of kind k after one of kind last (the rules of
+ * normalize.h's CANONICAL TEXT): 0 or 1, or 2 when it depends on more than the
+ * kinds, that is ( after a word (F_SPAREN) and an operator after '.' ('*'). */
+static const unsigned char sptab[17][17] = {
+	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1 },
+	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1 },
+	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1 },
+	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1 },
+	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1 },
+	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1 },
+	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 2, 1, 0, 1 },
+	{ 0, 2, 0, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1 },
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ 0, 0, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1 },
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0 },
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0 },
+	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1 },
+};
+
+static inline __attribute__((always_inline)) int space_before(const struct norm *o, const struct tok *t)
 {
-	unsigned char last = o->last;
-	switch (t->kind) {
-	case TK_RPAREN: case TK_RBRACK: case TK_COMMA: case TK_SEMI: case TK_LBRACK:
-		return last == TK_EOF ? 0 : 0;
-	case TK_CAST:
-		return last == TK_COLON;
-	case TK_COLON:
-		return last == TK_COLON || last == TK_CAST;
-	case TK_DOT:
-		return !(last == TK_WORD || last == TK_QIDENT || last == TK_RPAREN || last == TK_RBRACK ||
-			 last == TK_CONST || last == TK_PARAM) && last != TK_EOF;
-	case TK_LPAREN:
-		if (last == TK_QIDENT || (last == TK_WORD && !(o->last_kw & F_SPAREN)))
-			return 0;
-		break;
-	default:
-		break;
-	}
-	switch (last) {
-	case TK_EOF: case TK_LPAREN: case TK_LBRACK: case TK_CAST:
-		return 0;
-	case TK_DOT:
-		return !(t->kind == TK_WORD || t->kind == TK_QIDENT || (t->kind == TK_OP && t->n == 1 && *t->s == '*'));
-	case TK_COLON:
-		return t->kind == TK_OP;
-	default:
-		return 1;
-	}
+	unsigned v = sptab[t->kind][o->last];
+	if (__builtin_expect(v == 2, 0))
+		return t->kind == TK_LPAREN ? (o->last_kw & F_SPAREN) != 0 : !(t->n == 1 && *t->s == '*');
+	return (int)v;
 }
 
 static inline void put_num(struct norm *o, int v)
 {
-	char b[16];
-	int i = (int)sizeof(b);
-	do {
-		b[--i] = (char)('0' + v % 10);
+	size_t nd = 1;
+	for (int x = v; x >= 10; x /= 10)
+		nd++;
+	if (nd + 1 > o->cap - o->n) {
+		o->oflow = 1;
+		return;
+	}
+	char *d = o->o + o->n;
+	d[0] = '$';
+	for (size_t i = nd; i > 0; i--) {
+		d[i] = (char)('0' + v % 10);
 		v /= 10;
-	} while (v);
-	b[--i] = '$';
-	put(o, b + i, sizeof(b) - (size_t)i);
+	}
+	o->n += nd + 1;
 }
 
 /* Prints one token; returns the offset where its text starts. */
-static inline size_t emit(struct norm *o, const struct tok *t)
+static inline __attribute__((always_inline)) size_t emit(struct norm *o, const struct tok *t)
 {
-	if (space_before(o, t) && o->n < o->cap)
-		o->o[o->n++] = ' ';
-	else if (space_before(o, t))
+	int sp = space_before(o, t);
+	if (o->n < o->cap) {
+		o->o[o->n] = ' ';
+		o->n += (size_t)sp;
+	} else if (sp) {
 		o->oflow = 1;
+	}
 	size_t at = o->n;
 	switch (t->kind) {
 	case TK_WORD:
@@ -1129,8 +1231,7 @@ static inline size_t emit(struct norm *o, const struct tok *t)
 			o->oflow = 1;
 			break;
 		}
-		for (size_t i = 0; i < t->n; i++)
-			o->o[o->n + i] = (char)LOWER(t->s[i]);
+		copy_lower(o->o + o->n, t->s, t->n);
 		o->n += t->n;
 		break;
 	case TK_CONST:
@@ -1263,27 +1364,27 @@ static void list_push(struct norm *o, unsigned char kind, int depth)
 }
 
 /* Before printing t at depth d: end elements and lists that t ends. */
-static void lists_pre(struct norm *o, const struct tok *t, int d)
+static void lists_pre(struct norm *o, unsigned char kind, int d)
 {
 	while (o->nl) {
 		struct nlist *l = &o->l[o->nl - 1];
 		if (d != l->depth)
 			return;
 		if (l->kind == L_VALUES) {
-			if (l->vstate == V_AFTER && t->kind != TK_COMMA) {
+			if (l->vstate == V_AFTER && kind != TK_COMMA) {
 				list_finish(o, 1);
 				continue;
 			}
-			if ((l->vstate == V_EXPECT || l->vstate == V_COMMA) && t->kind != TK_LPAREN) {
+			if ((l->vstate == V_EXPECT || l->vstate == V_COMMA) && kind != TK_LPAREN) {
 				list_finish(o, 0);
 				continue;
 			}
 			return;
 		}
-		if (t->kind == TK_RPAREN || t->kind == TK_RBRACK) {
+		if (kind == TK_RPAREN || kind == TK_RBRACK) {
 			elem_end(o, l, o->n);
 			list_finish(o, 1);
-		} else if (t->kind == TK_COMMA) {
+		} else if (kind == TK_COMMA) {
 			elem_end(o, l, o->n);
 		}
 		return;
@@ -1291,40 +1392,41 @@ static void lists_pre(struct norm *o, const struct tok *t, int d)
 }
 
 /* After printing t (text at offset at) at depth d. */
-static void lists_post(struct norm *o, const struct tok *t, int d, size_t at, unsigned char plast, unsigned plast_kw)
+static void lists_post(struct norm *o, unsigned char kind, unsigned kw, int d, size_t at, unsigned char plast,
+		       unsigned plast_kw)
 {
 	if (o->nl) {
 		struct nlist *l = &o->l[o->nl - 1];
 		if (l->kind != L_VALUES) {
-			if (!(d == l->depth && t->kind == TK_COMMA) && d >= l->depth) {
-				int ph = t->kind == TK_CONST || t->kind == TK_PARAM;
+			if (!(d == l->depth && kind == TK_COMMA) && d >= l->depth) {
+				int ph = kind == TK_CONST || kind == TK_PARAM;
 				if (l->el_ntok == 0) {
 					l->el_start = at;
 					l->el_ph0 = ph ? o->tok_ph0 : o->nph_off;
 					l->el_simple = (unsigned char)ph;
-				} else if (ph || t->kind == TK_OP) {
+				} else if (ph || kind == TK_OP) {
 					l->el_simple = 0;
 				}
 				l->el_ntok++;
 			}
-		} else if (t->kind == TK_LPAREN && d == l->depth && (l->vstate == V_EXPECT || l->vstate == V_COMMA)) {
+		} else if (kind == TK_LPAREN && d == l->depth && (l->vstate == V_EXPECT || l->vstate == V_COMMA)) {
 			l->el_start = at;
 			l->el_ph0 = o->nph_off;
 			l->vstate = V_INROW;
-		} else if ((t->kind == TK_RPAREN || t->kind == TK_RBRACK) && d == l->depth + 1 && l->vstate == V_INROW) {
+		} else if ((kind == TK_RPAREN || kind == TK_RBRACK) && d == l->depth + 1 && l->vstate == V_INROW) {
 			elem_end(o, l, o->n);
 			l->vstate = V_AFTER;
-		} else if (t->kind == TK_COMMA && d == l->depth && l->vstate == V_AFTER) {
+		} else if (kind == TK_COMMA && d == l->depth && l->vstate == V_AFTER) {
 			l->vstate = V_COMMA;
 		}
 	}
 	if (plast == TK_WORD) {
-		if (t->kind == TK_LPAREN && (plast_kw & F_IN))
+		if (kind == TK_LPAREN && (plast_kw & F_IN))
 			list_push(o, L_IN, d + 1);
-		else if (t->kind == TK_LBRACK && (plast_kw & F_ARRAY))
+		else if (kind == TK_LBRACK && (plast_kw & F_ARRAY))
 			list_push(o, L_ARRAY, d + 1);
 	}
-	if (t->kind == TK_WORD && (t->kw & F_VALUES))
+	if (kind == TK_WORD && (kw & F_VALUES))
 		list_push(o, L_VALUES, d);
 }
 
@@ -1350,7 +1452,7 @@ int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_n
 	int pend_semi = 0, nconst = 0;
 	for (;;) {
 		int d = lx.depth;
-		lex_next(&lx, &t);
+		lex_next_inl(&lx, &t);
 		if (t.kind == TK_EOF)
 			break;
 		if (t.kind == TK_MARKER) {
@@ -1367,10 +1469,9 @@ int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_n
 			o.stmt_out = 0;
 			continue;
 		}
-		if (t.kind == TK_CONST)
-			nconst++;
+		nconst += t.kind == TK_CONST;
 		if (o.nl)
-			lists_pre(&o, &t, d);
+			lists_pre(&o, t.kind, d);
 		if (pend_semi) {
 			static const struct tok semi = { ";", 1, TK_SEMI, 0, 0 };
 			(void)emit(&o, &semi);
@@ -1379,8 +1480,8 @@ int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_n
 		unsigned char plast = o.last;
 		unsigned plast_kw = o.last_kw;
 		size_t at = emit(&o, &t);
-		if (o.nl || plast == TK_WORD || t.kind == TK_WORD)
-			lists_post(&o, &t, d, at, plast, plast_kw);
+		if (o.nl | (plast_kw & (F_IN | F_ARRAY)) | (t.kw & F_VALUES))
+			lists_post(&o, t.kind, t.kw, d, at, plast, plast_kw);
 		if (o.oflow)
 			return -1;
 	}
