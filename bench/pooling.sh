@@ -39,6 +39,9 @@
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/bench/lib.sh"
+PROG=bench          # lib.sh: the prefix of messages
 PGMEDIC_BIN=${PGMEDIC_BIN:-$ROOT/build/pgmedic}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -60,9 +63,9 @@ TARGETS=(direct pgbouncer pgmedic)
 PGMEDICS=("${TARGETS[@]:2}")    # the pgmedic targets started: pgmedic [pgmedic_noprof]
 DB=bench
 OUT=$ROOT/build/bench
-
-say()  { printf '== %s\n' "$*"; }
-die()  { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+LOGDIR=$OUT         # lib.sh: the servers' logs
+STOP_TIMEOUT=10     # lib.sh: stop_pid's seconds before SIGKILL
+EXIT_NOTE="Logs and raw output: $OUT"
 
 workload_args() {
     case $1 in
@@ -97,66 +100,14 @@ PG_STARTED=0
 # listen port and, for the pgmedics, their /metrics port.
 declare -A PROC_PID=() PORT=() HTTP_PORT=()
 
-stop_pid() {    # stop_pid PID NAME: SIGTERM (SIGINT for PgBouncer), SIGKILL after 10 s; returns the exit status
-    local pid=$1 name=$2 _ st=0 sig=TERM
-    [ -n "$pid" ] || return 0
-    # PgBouncer treats SIGTERM as "fast exit" (status 1); SIGINT is its clean shutdown.
-    [ "$name" != pgbouncer ] || sig=INT
-    kill -"$sig" "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "bench: $name ignored SIGTERM for 10 s; killing it" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || st=$?
-    return "$st"
-}
-
-# shellcheck disable=SC2317  # called from the EXIT trap
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM ERR
+# shellcheck disable=SC2317  # called from cleanup (lib.sh), the EXIT trap
+cleanup_processes() {
     local t
     for t in pgmedic_noprof pgmedic pgbouncer; do
         if [ -n "${PROC_PID[$t]:-}" ]; then stop_pid "${PROC_PID[$t]}" "$t"; fi
     done
-    if [ "$PG_STARTED" = 1 ]; then
-        cp "$TMP/pg/postgres.log" "$OUT/postgres.log" 2>/dev/null
-        "$ROOT/scripts/pgtmp.sh" stop "$TMP/pg" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-    [ "$rc" = 0 ] || echo "bench: exit status $rc. Logs and raw output: $OUT" >&2
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'echo "bench: error: command failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_ports() {   # free_ports N: N distinct free TCP ports on 127.0.0.1
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-for s in socks:
-    print(s.getsockname()[1]); s.close()
-EOF
-}
-
-wait_listening() {  # wait_listening PORT PID NAME
-    local port=$1 pid=$2 name=$3 _
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$OUT/$name.log" >&2; die "$name exited during startup"; }
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "$name is not listening on 127.0.0.1:$port after 15 s"
-}
+install_traps
 
 # --- proxy CPU time -------------------------------------------------------------------
 # /proc/PID/stat of a process (its thread group) holds its state (field 3), its utime and
@@ -228,10 +179,6 @@ if [ "$(id -u)" = 0 ]; then
     AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups --)
 fi
 
-psql_direct() {
-    "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qAtX -v ON_ERROR_STOP=1 "$@"
-}
-
 # --- servers --------------------------------------------------------------------------
 PORTS=$(free_ports 5)
 # shellcheck disable=SC2086  # split the ports on purpose
@@ -241,15 +188,9 @@ PORT[pgmedic]=$2 HTTP_PORT[pgmedic]=$3
 PORT[pgmedic_noprof]=$4 HTTP_PORT[pgmedic_noprof]=$5
 BPORT=${PORT[pgbouncer]}
 
-say "PostgreSQL 15 (private cluster, max_connections 200, fsync off)"
-PG_STARTED=1
-PGPORT=$(PGTMP_MAX_CONNECTIONS=200 "$ROOT/scripts/pgtmp.sh" start "$TMP/pg" 2>"$OUT/pgtmp.log") \
-    || { cat "$OUT/pgtmp.log" >&2; die "could not start PostgreSQL"; }
+start_postgres 200
 psql_direct -c "CREATE DATABASE $DB" postgres
-
-say "pgbench -i -s $SCALE (direct)"
-"$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -i -s "$SCALE" -q "$DB" >"$OUT/init.log" 2>&1 \
-    || { tail -n 20 "$OUT/init.log" >&2; die "pgbench -i failed"; }
+pgbench_init
 
 say "PgBouncer $("$PGBOUNCER_BIN" --version 2>/dev/null | head -n 1 | awk '{print $2}') on 127.0.0.1:$BPORT (transaction pooling, pool $POOL_SIZE)"
 mkdir -p "$TMP/pgbouncer"
@@ -283,8 +224,6 @@ find_proxy pgbouncer "${PROC_PID[pgbouncer]}" "$PGBOUNCER_BIN"
 
 # build/pgmedic may be rebuilt while the benchmark runs (the running process is not affected):
 # take its version and a hash of the file now, from the binary that is started.
-ver() { timeout -k 1 2 "$1" --version 2>/dev/null </dev/null | head -n 1; }
-pgmedic_sha() { sha256sum "$PGMEDIC_BIN" 2>/dev/null | cut -c1-12; }
 PGMEDIC_SHA=$(pgmedic_sha)
 pgmedic_ver=$(ver "$PGMEDIC_BIN")
 [ -n "$pgmedic_ver" ] || pgmedic_ver="version $(cat "$ROOT/VERSION" 2>/dev/null || echo '?')"
@@ -420,7 +359,7 @@ if [ "$(pgmedic_sha)" != "$PGMEDIC_SHA" ]; then
     echo "bench: note: $PGMEDIC_BIN was rebuilt during the benchmark; the results are for the" \
         "binary started at the beginning (sha256 $PGMEDIC_SHA...)" >&2
 fi
-cpu_model=$(sed -n 's/^\(model name\|Model\|Hardware\)[[:space:]]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
+cpu_model=$(cpu_model)
 [ -n "$cpu_model" ] || cpu_model="$(uname -m) (model unknown)"
 rc=0
 PYTHONIOENCODING=utf-8 "$PY" - "$OUT" "$ROUNDS" "$DURATION" "$CLIENTS" "$JOBS" "$SCALE" "$POOL_SIZE" \

@@ -28,6 +28,9 @@
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/bench/lib.sh"
+PROG=scale          # lib.sh: the prefix of messages
 PGMEDIC_BIN=${PGMEDIC_BIN:-$ROOT/build/pgmedic}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 export PGBIN
@@ -51,10 +54,8 @@ OUT=$ROOT/build/bench
 LOGDIR=$OUT/scale
 REPORT=$OUT/scale.md
 HOLDER_TIMEOUT=900      # seconds to wait for one reply of idle_clients.py
-
-say()  { printf '== %s\n' "$*"; }
-die()  { printf 'scale: error: %s\n' "$*" >&2; exit 1; }
-warn() { printf 'scale: %s\n' "$*" >&2; }
+STOP_TIMEOUT=15         # lib.sh: stop_pid's seconds before SIGKILL
+EXIT_NOTE="Logs: $LOGDIR"
 
 for v in IDLE_CLIENTS RSS_AT BATCH ROUNDS DURATION CLIENTS JOBS SCALE POOL_SIZE MAX_CLIENT_CONN; do
     case ${!v} in ''|*[!0-9]*|0) die "$v must be a positive integer (got '${!v}')" ;; esac
@@ -94,80 +95,17 @@ PG_STARTED=0
 PGMEDIC_PID=""
 HOLDER_JOB=""
 
-stop_pid() {    # stop_pid PID NAME: SIGTERM, SIGKILL after 15 s; returns the exit status
-    local pid=$1 name=$2 _ st=0
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        warn "$name ignored SIGTERM for 15 s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || st=$?
-    return "$st"
-}
-
-# shellcheck disable=SC2317  # called from the EXIT trap
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM ERR
+# shellcheck disable=SC2317  # called from cleanup (lib.sh), the EXIT trap
+cleanup_processes() {
     if [ -n "$HOLDER_JOB" ]; then kill -TERM "$HOLDER_JOB" 2>/dev/null; wait "$HOLDER_JOB" 2>/dev/null; fi
     if [ -n "$PGMEDIC_PID" ]; then stop_pid "$PGMEDIC_PID" pgmedic; fi
-    if [ "$PG_STARTED" = 1 ]; then
-        cp "$TMP/pg/postgres.log" "$LOGDIR/postgres.log" 2>/dev/null
-        "$ROOT/scripts/pgtmp.sh" stop "$TMP/pg" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-    [ "$rc" = 0 ] || echo "scale: exit status $rc. Logs: $LOGDIR" >&2
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'echo "scale: error: command failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_ports() {   # free_ports N: N distinct free TCP ports on 127.0.0.1
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-for s in socks:
-    print(s.getsockname()[1]); s.close()
-EOF
-}
-
-wait_listening() {  # wait_listening PORT PID NAME
-    local port=$1 pid=$2 name=$3 _
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOGDIR/$name.log" >&2; die "$name exited during startup"; }
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "$name is not listening on 127.0.0.1:$port after 15 s"
-}
-
-psql_direct() { "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qAtX -v ON_ERROR_STOP=1 "$@"; }
+install_traps
 
 mem_kib() {     # "VMRSS VMDATA": pgmedic's resident memory and data segment size, in KiB
     awk '/^VmRSS:/ { rss = $2 } /^VmData:/ { data = $2 } END { if (rss == "") exit 1; print rss, data }' \
         "/proc/$PGMEDIC_PID/status" 2>/dev/null \
         || die "pgmedic (pid $PGMEDIC_PID) is not running any more; see $LOGDIR/pgmedic.log"
-}
-
-metrics_counts() {  # "CLIENTS SERVERS": pgmedic's own totals from /metrics ("? ?" if unreadable)
-    "$PY" - "http://127.0.0.1:$HPORT/metrics" <<'EOF' 2>/dev/null || echo "? ?"
-import re, sys, urllib.request
-text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
-def total(name):
-    vals = re.findall(r"^%s\{[^}]*\} ([0-9.]+)$" % name, text, re.M)
-    return "%d" % sum(float(v) for v in vals) if vals else "?"
-print(total("pgmedic_clients"), total("pgmedic_servers"))
-EOF
 }
 
 # --- idle_clients.py, as a coprocess ----------------------------------------------------
@@ -194,16 +132,10 @@ MPORT=$1 HPORT=$2
 # max_connections: the pool plus a little. Idle clients must not cost server connections;
 # if pgmedic ever opened one per client, PostgreSQL would refuse it and the run would fail.
 PG_MAX_CONN=$((POOL_SIZE + 30))
-say "PostgreSQL 15 (private cluster, max_connections $PG_MAX_CONN, fsync off)"
-PG_STARTED=1
-PGPORT=$(PGTMP_MAX_CONNECTIONS=$PG_MAX_CONN "$ROOT/scripts/pgtmp.sh" start "$TMP/pg" 2>"$LOGDIR/pgtmp.log") \
-    || { cat "$LOGDIR/pgtmp.log" >&2; die "could not start PostgreSQL"; }
+start_postgres "$PG_MAX_CONN"
 psql_direct -c "CREATE DATABASE $DB" postgres
-say "pgbench -i -s $SCALE (direct)"
-"$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -i -s "$SCALE" -q "$DB" >"$LOGDIR/init.log" 2>&1 \
-    || { tail -n 20 "$LOGDIR/init.log" >&2; die "pgbench -i failed"; }
+pgbench_init
 
-ver() { timeout -k 1 2 "$1" --version 2>/dev/null </dev/null | head -n 1; }
 PGMEDIC_SHA=$(sha256sum "$PGMEDIC_BIN" | cut -c1-12)
 PGMEDIC_VER="$(ver "$PGMEDIC_BIN") (binary sha256 $PGMEDIC_SHA...)"
 say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, max_client_conn $MAX_CLIENT_CONN," \
@@ -257,7 +189,7 @@ rss_point() {   # rss_point ROUND IDLE LOGIN_SECONDS: record pgmedic's RSS and i
     local mem rss counts
     mem=$(mem_kib)
     rss=${mem% *}
-    counts=$(metrics_counts)
+    counts=$(metrics_counts 10)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "${mem#* }" "${counts% *}" "${counts#* }" "$3" \
         >>"$LOGDIR/rss.tsv"
     local want=$2 label="$2 idle clients"
@@ -321,11 +253,7 @@ echo "   query through pgmedic: $END_QUERY"
 holder quit || true
 wait "$HOLDER_JOB" 2>/dev/null || true
 HOLDER_JOB=""
-"$PY" - "http://127.0.0.1:$HPORT/metrics" "$LOGDIR/pgmedic-metrics.txt" <<'EOF' || warn "could not fetch pgmedic /metrics (ignored)"
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
-    open(sys.argv[2], "wb").write(r.read())
-EOF
+save_metrics "$LOGDIR/pgmedic-metrics.txt" || warn "could not fetch pgmedic /metrics (ignored)"
 # shellcheck disable=SC2034  # PEAK_KIB ... LOG_WARN_SAMPLE: written to facts.tsv through ${!v}
 PEAK_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$PGMEDIC_PID/status" 2>/dev/null || echo "?")
 st=0
@@ -338,11 +266,11 @@ case $st in 0|143) ;; *) fail "pgmedic exited with status $st on SIGTERM" ;; esa
 LOG_WARNINGS=$(grep -c -E '\[(WARNING|ERROR)\]' "$LOGDIR/pgmedic.log" || true)
 # shellcheck disable=SC2034  # (facts.tsv)
 LOG_WARN_SAMPLE=$(grep -m 3 -E '\[(WARNING|ERROR)\]' "$LOGDIR/pgmedic.log" | paste -sd '|' - || true)
-[ "$(sha256sum "$PGMEDIC_BIN" 2>/dev/null | cut -c1-12)" = "$PGMEDIC_SHA" ] \
+[ "$(pgmedic_sha)" = "$PGMEDIC_SHA" ] \
     || warn "note: $PGMEDIC_BIN was rebuilt during the run; the results are for the binary started (sha256 $PGMEDIC_SHA...)"
 
 # --- report ---------------------------------------------------------------------------
-cpu_model=$(sed -n 's/^\(model name\|Model\|Hardware\)[[:space:]]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
+cpu_model=$(cpu_model)
 echo
 facts() { printf '%s\t%s\n' "$1" "$2" >>"$LOGDIR/facts.tsv"; }
 : >"$LOGDIR/facts.tsv"
