@@ -16,7 +16,6 @@
 #include "insight/findings.h"
 #include "insight/stats.h"
 #include "proxy/proxy.h"
-#include "sql/normalize.h"
 
 #define API_MAX_BODY (16u << 20)
 
@@ -38,21 +37,6 @@ static void fp_hex(uint64_t fp, char out[17])
 static bool route_valid(const struct qstat_route *qr)
 {
 	return qr->rt && qr->rt->used && qr->rt->gen == qr->gen;
-}
-
-static json_t *example_json(const struct profiler *pr, const struct qstat *q)
-{
-	if (pr->keep_literals)
-		return json_string(q->example);
-	size_t len = strlen(q->example);
-	size_t cap = SQL_NORM_BOUND(len);
-	char *buf = malloc(cap);
-	if (!buf)
-		return json_null();
-	long n = sql_redact(q->example, len, buf, cap);
-	json_t *j = n >= 0 ? json_stringn(buf, (size_t)n) : json_null();
-	free(buf);
-	return j ? j : json_null();
 }
 
 static json_t *qstat_json(const struct profiler *pr, const struct qstat *q)
@@ -96,7 +80,7 @@ static json_t *qstat_json(const struct profiler *pr, const struct qstat *q)
 		json_array_append_new(routes, r);
 	}
 	json_object_set_new(o, "routes", routes);
-	json_object_set_new(o, "example", example_json(pr, q));
+	json_object_set_new(o, "example", findings_example(pr, q));
 	return o;
 }
 

@@ -94,8 +94,8 @@ static bool is_pk(const json_t *schema, const json_t *models, const char *table,
 	return strcmp(pk ? pk : "id", col) == 0;
 }
 
-/* Is there a single-column foreign key table(col) -> ref_table?  Sets *known when
- * the catalog was read (so a "no" is an answer). */
+/* Is there a single-column foreign key table(col) -> ref_table (any column when
+ * col is NULL)?  Its column goes to ref_col_out. */
 static bool fk_exists(const json_t *schema, const char *table, const char *col, const char *ref_table,
 		      char *ref_col_out, size_t cap)
 {
@@ -229,7 +229,7 @@ static json_t *str_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
-static json_t *redacted(const struct profiler *pr, const struct qstat *q)
+json_t *findings_example(const struct profiler *pr, const struct qstat *q)
 {
 	if (pr->keep_literals)
 		return json_string(q->example);
@@ -273,7 +273,7 @@ static void add_detector_findings(struct profiler *pr, json_t *arr)
 		json_object_set_new(o, "grouping", json_string(f->tagged ? "request_id" : "idle_gap"));
 		json_object_set_new(o, "fingerprint", json_string(hex));
 		json_object_set_new(o, "query", json_string(q->query));
-		json_object_set_new(o, "example", redacted(pr, q));
+		json_object_set_new(o, "example", findings_example(pr, q));
 		json_object_set_new(o, "database", json_string(q->database));
 		json_object_set_new(o, "occurrences", json_integer((json_int_t)f->requests));
 		json_object_set_new(o, "time_wasted_ms", json_real(wasted_ms));

@@ -17,6 +17,9 @@ struct findings_opts {
 	bool advisor_on;
 };
 
+/* The fingerprint's example as the API shows it: literals replaced by $n unless
+ * keep_literals (they can be personal data). */
+json_t *findings_example(const struct profiler *pr, const struct qstat *q);
 /* {"findings": [...], "advisor": {...status...}}; NULL when out of memory. */
 json_t *findings_json(struct profiler *pr, const struct findings_opts *o);
 

@@ -23,14 +23,13 @@ suggested SQL is run and a second doctor run must then find nothing.  Errors: a
 bad or unreachable URL exits 1 with libpq's reason, usage mistakes exit 2.
 """
 import json
-import os
 import re
-import subprocess
 import time
 
 import pytest
 
-from conftest import PGMEDIC_BIN, free_port, pg_url
+from clitool import run_cli
+from conftest import free_port, pg_url
 
 DBNAME = "pgmedic_doctor"
 
@@ -190,21 +189,6 @@ MODELS = {
                         "to_table": "doc_book", "to_column": "id", "null": False}]},
     ],
 }
-
-
-def run_cli(*args, env=None, timeout=60):
-    full_env = dict(os.environ)
-    full_env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
-    full_env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-    full_env.pop("COLUMNS", None)
-    if env:
-        full_env.update(env)
-    p = subprocess.run([str(PGMEDIC_BIN)] + [str(a) for a in args], stdin=subprocess.DEVNULL,
-                       capture_output=True, env=full_env, timeout=timeout)
-    out, err = p.stdout.decode(), p.stderr.decode()
-    for marker in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer"):
-        assert marker not in err, f"sanitizer report from pgmedic {args}:\n{err}"
-    return p.returncode, out, err
 
 
 def recreate_db(pg, name):

@@ -7,14 +7,11 @@ costs before -> after), the summary, --json passthrough, --limit, and the errors
 HTTP failures and a document without findings exit 1, usage mistakes exit 2.
 """
 import json
-import os
-import socket
-import subprocess
-import threading
 
 import pytest
 
-from conftest import PGMEDIC_BIN, free_port
+from clitool import ScriptedServer, json_response, run_cli
+from conftest import free_port
 
 ARROW = "\u2192"
 
@@ -100,63 +97,13 @@ FINDINGS = {"findings": [
 ]}
 
 
-def run_cli(*args, env=None, timeout=30):
-    full_env = dict(os.environ)
-    full_env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
-    full_env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-    full_env.pop("COLUMNS", None)
-    if env:
-        full_env.update(env)
-    p = subprocess.run([str(PGMEDIC_BIN)] + [str(a) for a in args], stdin=subprocess.DEVNULL,
-                       capture_output=True, env=full_env, timeout=timeout)
-    out, err = p.stdout.decode(), p.stderr.decode()
-    for marker in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer"):
-        assert marker not in err, f"sanitizer report from pgmedic {args}:\n{err}"
-    return p.returncode, out, err
-
-
-class Server:
-    """A raw one-response-per-connection HTTP server on 127.0.0.1."""
-
-    def __init__(self, response):
-        self.response = response
-        self.paths = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                head = data.decode("latin-1")
-                self.paths.append(head.split(" ")[1] if " " in head else "")
-                conn.sendall(self.response)
-
-
-def ok(doc):
-    body = json.dumps(doc).encode()
-    return (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: close\r\n\r\n").encode() + body
-
-
 @pytest.fixture
 def serve():
     servers = []
 
     def make(response):
-        s = Server(response if isinstance(response, bytes) else ok(response))
+        raw = response if isinstance(response, bytes) else json_response(response)
+        s = ScriptedServer(lambda path, n: raw)
         servers.append(s)
         return s
     yield make
@@ -292,8 +239,8 @@ def test_unknown_kind_and_missing_fields(serve):
     (b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
      "GET /api/findings answered 'HTTP/1.1 404 Not Found': not found"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!", "invalid JSON from GET /api/findings"),
-    (ok({"queries": []}), '/api/findings has no "findings" array'),
-    (ok({"findings": {"a": 1}}), '/api/findings has no "findings" array'),
+    (json_response({"queries": []}), '/api/findings has no "findings" array'),
+    (json_response({"findings": {"a": 1}}), '/api/findings has no "findings" array'),
     (b"", "closed the connection without a response"),
 ])
 def test_http_errors_exit_1(serve, response, message):
