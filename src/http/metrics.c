@@ -91,6 +91,15 @@ static void profile_metrics(struct proxy *p, struct evbuffer *b)
 	evbuffer_add_printf(b, "pgmedic_profile_fingerprints %zu\n", used);
 	header(b, "pgmedic_profile_fingerprints_evicted_total", "counter", "Least-used fingerprints evicted to make room.");
 	evbuffer_add_printf(b, "pgmedic_profile_fingerprints_evicted_total %llu\n", (unsigned long long)s->evicted);
+	header(b, "pgmedic_profile_texts_total", "counter",
+	       "Statement texts resolved to a fingerprint, by how: normalized, or found in the cache by exact text "
+	       "or by shape (the same text but for its numbers).");
+	evbuffer_add_printf(b, "pgmedic_profile_texts_total{via=\"normalized\"} %llu\n",
+			    (unsigned long long)p->prof.normalized);
+	evbuffer_add_printf(b, "pgmedic_profile_texts_total{via=\"text_cache\"} %llu\n",
+			    (unsigned long long)p->prof.cache_hits);
+	evbuffer_add_printf(b, "pgmedic_profile_texts_total{via=\"shape_cache\"} %llu\n",
+			    (unsigned long long)p->prof.shape_hits);
 	header(b, "pgmedic_profile_routes", "gauge", "Routes with statistics (bounded by max_routes).");
 	evbuffer_add_printf(b, "pgmedic_profile_routes %zu\n", routes);
 

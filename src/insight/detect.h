@@ -9,7 +9,8 @@
  * route, fingerprint): requests affected, queries and time wasted per request, the
  * fingerprints that ran before it in the request (where the loop hangs off).
  *
- * Runs on the event loop at the end of each request: O(n log n) in its statements.
+ * Runs on the event loop at the end of each request: O(n) in its statements
+ * (two hash tables: by fingerprint, and by fingerprint and parameters).
  * The fix (select_related / prefetch_related and the relation) is worked out when
  * the findings are read (api.c), from the statement texts (sql/analyze.h), the
  * catalog's foreign keys (advisor) and the ORM map. */

@@ -11,9 +11,11 @@
 
 #include "pg/proto.h"
 #include "sql/normalize.h"
+#include "sql/shape.h"
 
 #define PROF_MAX_EVENTS 65536     /* a deeper pipeline stops this client's profiling */
 #define PROF_MAX_TEXT (1u << 20)  /* longer texts are fingerprinted by their first MiB */
+#define PROF_SHAPE_MAX 16384      /* longer texts are not looked up by shape */
 
 int prof_init(struct profiler *pr, bool on, bool keep_literals, size_t max_fingerprints, size_t max_routes)
 {
@@ -42,6 +44,8 @@ void prof_free(struct profiler *pr)
 	for (size_t i = 0; i < PROF_CACHE; i++)
 		free(pr->cache[i].query);
 	free(pr->buf);
+	free(pr->buf2);
+	free(pr->shape_buf);
 	if (pr->models)
 		json_decref(pr->models);
 	detect_free(&pr->detect);
@@ -63,8 +67,24 @@ static struct route *ref_route(const struct prof_ref *r)
 	return r->rt && r->rt->used && r->rt->gen == r->rgen ? r->rt : NULL;
 }
 
+/* The client's application_name route, looked up once per client while the name
+ * and the route stay the same. */
+static struct route *app_route(struct profiler *pr, struct prof_client *pc, const struct prof_ident *id)
+{
+	if (!id->app || !*id->app)
+		return NULL;
+	struct route *rt = pc->app_rt;
+	if (rt && rt->used && rt->gen == pc->app_rgen && rt->source == ROUTE_APP && strcmp(rt->name, id->app) == 0)
+		return rt;
+	rt = stats_route(&pr->store, id->app, ROUTE_APP, NULL);
+	pc->app_rt = rt;
+	pc->app_rgen = rt ? rt->gen : 0;
+	return rt;
+}
+
 /* Route and request id from the text's sqlcommenter tags; else application_name. */
-static void tags_route(struct profiler *pr, const struct sql_norm *n, const struct prof_ident *id, struct prof_ref *out)
+static void tags_route(struct profiler *pr, struct prof_client *pc, const struct sql_norm *n,
+		       const struct prof_ident *id, struct prof_ref *out)
 {
 	const struct sql_tag *route = NULL, *controller = NULL, *req = NULL;
 	for (int i = 0; i < n->ntags && i < SQL_MAX_TAGS; i++) {
@@ -86,80 +106,136 @@ static void tags_route(struct profiler *pr, const struct sql_norm *n, const stru
 		rt = stats_route(&pr->store, name, ROUTE_TAG, ctl);
 	} else if (controller) {
 		rt = stats_route(&pr->store, ctl, ROUTE_CONTROLLER, ctl);
-	} else if (id->app && *id->app) {
-		rt = stats_route(&pr->store, id->app, ROUTE_APP, NULL);
+	} else {
+		rt = app_route(pr, pc, id);
 	}
 	out->rt = rt;
 	out->rgen = rt ? rt->gen : 0;
 	out->req = req && req->val_len ? XXH3_64bits(req->val, req->val_len) | 1 : 0;
 }
 
-/* Normalizes a statement text into its statistics entry and route. */
-static void resolve(struct profiler *pr, const struct prof_ident *id, const char *text, size_t len,
-		    struct prof_ref *out)
+/* A cached normalization (of this exact text, or of its shape). */
+static void cache_use(struct profiler *pr, struct prof_client *pc, const struct prof_ident *id,
+		      struct prof_cache_ent *ce, const char *text, size_t len, struct prof_ref *out)
+{
+	struct qstat *qs = stats_qstat_find(&pr->store, ce->fp, &id->who);
+	if (!qs)
+		qs = stats_qstat(&pr->store, ce->fp, &id->who, ce->query, ce->qlen, text, len);
+	struct route *rt = ce->rt && ce->rt->used && ce->rt->gen == ce->rgen ? ce->rt : NULL;
+	if (!rt && !ce->rt)
+		rt = app_route(pr, pc, id);
+	out->qs = qs;
+	out->qgen = qs ? qs->gen : 0;
+	out->rt = rt;
+	out->rgen = rt ? rt->gen : 0;
+	out->req = ce->req;
+	if (ce->rt && !rt) {
+		/* The tag's route was evicted since: resolve it again next time. */
+		ce->h = 0;
+	}
+}
+
+static void cache_put(struct prof_cache_ent *ce, uint64_t h, size_t len, bool shape, const char *query,
+		      const struct sql_norm *n, const struct prof_ref *ref)
+{
+	char *copy = malloc(n->len + 1);
+	if (!copy)
+		return;
+	memcpy(copy, query, n->len + 1);
+	free(ce->query);
+	ce->query = copy;
+	ce->qlen = (uint32_t)n->len;
+	ce->h = h;
+	ce->len = (uint32_t)len;
+	ce->shape = shape;
+	ce->fp = n->fingerprint;
+	/* An application_name route is per client, not per text. */
+	bool tagged = ref->rt && ref->rt->source != ROUTE_APP;
+	ce->rt = tagged ? ref->rt : NULL;
+	ce->rgen = tagged ? ref->rgen : 0;
+	ce->req = ref->req;
+}
+
+static bool grow(char **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return true;
+	char *nb = realloc(*buf, need);
+	if (!nb)
+		return false;
+	*buf = nb;
+	*cap = need;
+	return true;
+}
+
+/* Whether every text of q's shape normalizes to n (sql/shape.h): its variant
+ * normalizes to the same text, and neither has tags. */
+static bool shape_holds(struct profiler *pr, const char *q, size_t len, const struct sql_norm *n)
+{
+	if (n->ntags || !grow(&pr->shape_buf, &pr->shape_cap, 2 * len + 1))
+		return false;
+	long vl = sql_shape_variant(q, len, pr->shape_buf, pr->shape_cap);
+	if (vl < 0 || !grow(&pr->buf2, &pr->buf2cap, SQL_NORM_BOUND((size_t)vl)))
+		return false;
+	struct sql_norm v;
+	return sql_normalize(pr->shape_buf, (size_t)vl, pr->buf2, pr->buf2cap, &v) == 0 && v.ntags == 0 &&
+	       v.len == n->len && memcmp(pr->buf2, pr->buf, n->len) == 0;
+}
+
+/* Normalizes a statement text into its statistics entry and route: from the
+ * cache when this exact text, or another of its shape, was normalized before. */
+static void resolve(struct profiler *pr, struct prof_client *pc, const struct prof_ident *id, const char *text,
+		    size_t len, struct prof_ref *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (len > PROF_MAX_TEXT)
 		len = PROF_MAX_TEXT;
 	uint64_t h = XXH3_64bits(text, len) | 1;
+	out->params = h;
 	struct prof_cache_ent *ce = &pr->cache[h & (PROF_CACHE - 1)];
-	if (ce->h == h && ce->len == len) {
+	if (ce->h == h && ce->len == len && !ce->shape) {
 		/* A text seen before (a parameterized statement): no normalizing. */
 		pr->cache_hits++;
-		struct qstat *qs = stats_qstat_find(&pr->store, ce->fp, id->database, id->user);
-		if (!qs)
-			qs = stats_qstat(&pr->store, ce->fp, id->database, id->user, ce->query, strlen(ce->query), text,
-					 len);
-		struct route *rt = ce->rt && ce->rt->used && ce->rt->gen == ce->rgen ? ce->rt : NULL;
-		if (!rt && !ce->rt && id->app && *id->app)
-			rt = stats_route(&pr->store, id->app, ROUTE_APP, NULL);
-		out->qs = qs;
-		out->qgen = qs ? qs->gen : 0;
-		out->rt = rt;
-		out->rgen = rt ? rt->gen : 0;
-		out->req = ce->req;
-		out->params = h;
-		if (ce->rt && !rt) {
-			/* The tag's route was evicted since: resolve it again next time. */
-			ce->h = 0;
-		}
+		cache_use(pr, pc, id, ce, text, len, out);
 		return;
 	}
-	size_t need = SQL_NORM_BOUND(len);
-	if (need > pr->bufcap) {
-		char *nb = realloc(pr->buf, need);
-		if (!nb)
-			return;
-		pr->buf = nb;
-		pr->bufcap = need;
+	/* Literals inlined (psycopg 2): perhaps another text of the same shape. */
+	uint64_t sh = 0;
+	size_t sl = 0;
+	if (len <= PROF_SHAPE_MAX && grow(&pr->shape_buf, &pr->shape_cap, len + 1)) {
+		size_t nruns;
+		long l = sql_shape(text, len, pr->shape_buf, pr->shape_cap, &nruns);
+		if (l >= 0 && nruns) {
+			sl = (size_t)l;
+			sh = XXH3_64bits_withSeed(pr->shape_buf, sl, 0x5348415045ull) | 1;
+			struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
+			if (se->h == sh && se->len == sl && se->shape) {
+				pr->shape_hits++;
+				cache_use(pr, pc, id, se, text, len, out);
+				return;
+			}
+		}
 	}
+	if (!grow(&pr->buf, &pr->bufcap, SQL_NORM_BOUND(len)))
+		return;
 	struct sql_norm n;
 	if (sql_normalize(text, len, pr->buf, pr->bufcap, &n) < 0)
 		return;
 	pr->normalized++;
-	struct qstat *qs = stats_qstat(&pr->store, n.fingerprint, id->database, id->user, pr->buf, n.len, text, len);
-	tags_route(pr, &n, id, out);
-	out->params = h;
+	struct qstat *qs = stats_qstat(&pr->store, n.fingerprint, &id->who, pr->buf, n.len, text, len);
+	tags_route(pr, pc, &n, id, out);
 	out->qs = qs;
 	out->qgen = qs ? qs->gen : 0;
-	/* Texts without constants are the ones that repeat (extended protocol,
-	 * prepared statements): remember them.  Texts with inlined literals rarely do. */
-	if (n.nconst == 0 && qs) {
+	if (!qs)
+		return;
+	/* Texts without constants are the ones that repeat exactly (extended protocol,
+	 * prepared statements); texts with inlined numbers repeat their shape. */
+	if (n.nconst == 0) {
 		pr->cache_misses++;
-		char *copy = malloc(n.len + 1);
-		if (copy) {
-			memcpy(copy, pr->buf, n.len + 1);
-			free(ce->query);
-			ce->query = copy;
-			ce->h = h;
-			ce->len = (uint32_t)len;
-			ce->fp = n.fingerprint;
-			/* An application_name route is per client, not per text. */
-			bool tagged = out->rt && out->rt->source != ROUTE_APP;
-			ce->rt = tagged ? out->rt : NULL;
-			ce->rgen = tagged ? out->rgen : 0;
-			ce->req = out->req;
-		}
+		cache_put(ce, h, len, false, pr->buf, &n, out);
+	} else if (sh && shape_holds(pr, text, len, &n)) {
+		pr->cache_misses++;
+		cache_put(&pr->cache[sh & (PROF_CACHE - 1)], sh, sl, true, pr->buf, &n, out);
 	}
 }
 
@@ -377,8 +453,12 @@ static long cstr(const uint8_t *p, const uint8_t *end)
 void prof_client_msg(struct profiler *pr, struct prof_client **pcp, const struct prof_ident *id, uint8_t type,
 		     const uint8_t *body, size_t have, uint64_t now)
 {
-	if (!strchr("QPBECSF", type) || !type)
+	switch (type) {
+	case 'Q': case 'P': case 'B': case 'E': case 'C': case 'S': case 'F':
+		break;
+	default:
 		return;
+	}
 	struct prof_client *pc = client_state(pcp);
 	if (!pc)
 		return;
@@ -387,7 +467,7 @@ void prof_client_msg(struct profiler *pr, struct prof_client **pcp, const struct
 	case 'Q': {
 		long n = cstr(body, end);
 		struct prof_ref ref;
-		resolve(pr, id, (const char *)body, n >= 0 ? (size_t)n : have, &ref);
+		resolve(pr, pc, id, (const char *)body, n >= 0 ? (size_t)n : have, &ref);
 		push(pr, pc, PEV_QUERY, &ref, now);
 		break;
 	}
@@ -398,7 +478,7 @@ void prof_client_msg(struct profiler *pr, struct prof_client **pcp, const struct
 		const uint8_t *text = body + nl + 1;
 		long tl = cstr(text, end);
 		struct prof_ref ref;
-		resolve(pr, id, (const char *)text, tl >= 0 ? (size_t)tl : (size_t)(end - text), &ref);
+		resolve(pr, pc, id, (const char *)text, tl >= 0 ? (size_t)tl : (size_t)(end - text), &ref);
 		if (nl == 0)
 			pc->unnamed_stmt = ref;
 		else

@@ -57,6 +57,8 @@ struct prof_client {
 	struct prof_ref unnamed_stmt, unnamed_portal;
 	struct prof_named *stmts, *portals;
 	uint32_t nstmts, capstmts, nportals, capportals;
+	struct route *app_rt;      /* the application_name route (app_route()) */
+	uint32_t app_rgen;
 	uint64_t pending_wait_us;  /* waited for a server: charged to the next statement */
 	uint64_t last_end_us;      /* when the previous event of the queue ended */
 	/* the request in progress: by request id tag, else by idle gaps (detect.h) */
@@ -72,8 +74,10 @@ struct prof_client {
 /* The normalization cache: direct-mapped by a hash of the exact text. */
 #define PROF_CACHE 2048
 struct prof_cache_ent {
-	uint64_t h;             /* hash of the exact text (0: empty) */
-	uint32_t len;
+	uint64_t h;             /* hash of the exact text or of its shape (0: empty) */
+	uint32_t len;           /* of the text or of the shape */
+	bool shape;             /* keyed by shape (sql/shape.h): texts with numbers */
+	uint32_t qlen;          /* of query */
 	uint64_t fp;
 	struct route *rt;       /* from the text's tags */
 	uint32_t rgen;
@@ -87,8 +91,10 @@ struct profiler {
 	struct stats_store store;
 	char *buf;              /* normalization output */
 	size_t bufcap;
+	char *buf2, *shape_buf; /* a variant's normalization; a shape or a variant */
+	size_t buf2cap, shape_cap;
 	struct prof_cache_ent cache[PROF_CACHE];
-	uint64_t cache_hits, cache_misses, normalized, desyncs;
+	uint64_t cache_hits, shape_hits, cache_misses, normalized, desyncs;
 	int app_param;          /* index of application_name in client want[] */
 	struct detector detect; /* N+1 and duplicate findings */
 	/* what the advisor found (owned here, filled on the loop by proxy/advice.c) */
@@ -100,9 +106,11 @@ struct profiler {
 	struct json_t *models;  /* the ORM map pgmedic_models sent (POST /api/models), or NULL */
 };
 
-/* Who is asking: the pool's database and user, the client's application_name. */
+/* Who is asking: the pool's database and user (with their hash), the client's
+ * application_name. */
 struct prof_ident {
-	const char *database, *user, *app;
+	struct stats_ident who;
+	const char *app;
 };
 
 int prof_init(struct profiler *pr, bool on, bool keep_literals, size_t max_fingerprints, size_t max_routes)

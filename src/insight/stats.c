@@ -84,17 +84,24 @@ double stats_wall_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t qkey(uint64_t fp, const char *database, const char *user)
+uint64_t stats_ident_hash(const char *database, const char *user)
 {
-	return XXH3_64bits_withSeed(database, strlen(database), fp) ^
-	       (XXH3_64bits_withSeed(user, strlen(user), fp + 1) * 31);
+	return XXH3_64bits(database, strlen(database)) ^ (XXH3_64bits(user, strlen(user)) * 31);
 }
 
-struct qstat *stats_qstat_find(struct stats_store *s, uint64_t fp, const char *database, const char *user)
+/* The hash-table key of (fp, who): a multiply-xorshift mix of the two hashes. */
+static uint64_t qkey(uint64_t fp, const struct stats_ident *who)
 {
-	uint64_t key = qkey(fp, database, user);
+	uint64_t k = (fp ^ who->hash) * 0x9E3779B97F4A7C15ull;
+	return k ^ (k >> 29);
+}
+
+struct qstat *stats_qstat_find(struct stats_store *s, uint64_t fp, const struct stats_ident *who)
+{
+	uint64_t key = qkey(fp, who);
 	for (struct qstat *q = s->qbuckets[key & s->qmask]; q; q = q->next)
-		if (q->key == key && q->fp == fp && strcmp(q->database, database) == 0 && strcmp(q->user, user) == 0)
+		if (q->key == key && q->fp == fp && strcmp(q->database, who->database) == 0 &&
+		    strcmp(q->user, who->user) == 0)
 			return q;
 	return NULL;
 }
@@ -134,10 +141,10 @@ static char *dup_n(const char *p, size_t n)
 	return d;
 }
 
-struct qstat *stats_qstat(struct stats_store *s, uint64_t fp, const char *database, const char *user,
-			  const char *query, size_t qlen, const char *example, size_t elen)
+struct qstat *stats_qstat(struct stats_store *s, uint64_t fp, const struct stats_ident *who, const char *query,
+			  size_t qlen, const char *example, size_t elen)
 {
-	struct qstat *q = stats_qstat_find(s, fp, database, user);
+	struct qstat *q = stats_qstat_find(s, fp, who);
 	if (q)
 		return q;
 	if (s->nq < s->max_q) {
@@ -158,8 +165,8 @@ struct qstat *stats_qstat(struct stats_store *s, uint64_t fp, const char *databa
 		q->hist = malloc(sizeof(*q->hist));
 	if (elen > EXAMPLE_MAX)
 		elen = EXAMPLE_MAX;
-	q->database = strdup(database);
-	q->user = strdup(user);
+	q->database = strdup(who->database);
+	q->user = strdup(who->user);
 	q->query = dup_n(query, qlen);
 	q->example = dup_n(example, elen);
 	if (!q->hist || !q->database || !q->user || !q->query || !q->example) {
@@ -170,7 +177,7 @@ struct qstat *stats_qstat(struct stats_store *s, uint64_t fp, const char *databa
 	memset(q->hist, 0, sizeof(*q->hist));
 	q->used = true;
 	q->fp = fp;
-	q->key = qkey(fp, database, user);
+	q->key = qkey(fp, who);
 	q->min_us = UINT64_MAX;
 	q->first_seen = q->last_seen = stats_wall_now();
 	q->next = s->qbuckets[q->key & s->qmask];

@@ -80,12 +80,20 @@ struct stats_store {
 int stats_init(struct stats_store *s, size_t max_fingerprints, size_t max_routes) __attribute__((warn_unused_result));
 void stats_free(struct stats_store *s);
 
+/* Who ran a statement: the pool's database and user, and their stats_ident_hash()
+ * (computed once per pool rather than on every statement). */
+struct stats_ident {
+	const char *database, *user;
+	uint64_t hash;
+};
+uint64_t stats_ident_hash(const char *database, const char *user);
+
 /* The entry of (fp, database, user), created when missing (then query/example
  * are copied; example cut at 4 KiB).  NULL when out of memory. */
-struct qstat *stats_qstat(struct stats_store *s, uint64_t fp, const char *database, const char *user,
-			  const char *query, size_t qlen, const char *example, size_t elen);
+struct qstat *stats_qstat(struct stats_store *s, uint64_t fp, const struct stats_ident *who, const char *query,
+			  size_t qlen, const char *example, size_t elen);
 /* Existing entry only (no text needed). */
-struct qstat *stats_qstat_find(struct stats_store *s, uint64_t fp, const char *database, const char *user);
+struct qstat *stats_qstat_find(struct stats_store *s, uint64_t fp, const struct stats_ident *who);
 /* The route named name (created when missing).  NULL when out of memory. */
 struct route *stats_route(struct stats_store *s, const char *name, enum route_source source, const char *controller);
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/str.h"
 #include "pg/md5.h"
 #include "sql/ddl.h"
 #include "sql/session.h"
@@ -1153,7 +1154,7 @@ static void check_session_state(struct client *cl, const uint8_t *q, size_t len,
 			return;
 		}
 	}
-	size_t qlen = strnlen((const char *)q, len);
+	size_t qlen = pgm_strnlen((const char *)q, len);
 	unsigned bits = sql_session_state((const char *)q, qlen);
 	if (!bits)
 		return;
@@ -1326,15 +1327,17 @@ bool client_retry_on_server_msg(struct client *cl, struct server *sv, uint8_t ty
 static void account(struct client *cl, struct server *sv, uint8_t type, const uint8_t *m, size_t have, uint32_t len)
 {
 	struct profiler *pr = &cl->proxy->prof;
+	uint64_t now = 0;
 	if (pr->on && have >= 5 && len >= 4) {
-		struct prof_ident id = {cl->pool->database, cl->pool->user,
+		struct prof_ident id = {{cl->pool->database, cl->pool->user, cl->pool->ident_hash},
 					pr->app_param >= 0 ? cl->want[pr->app_param] : NULL};
 		size_t blen = have - 5 < (size_t)len - 4 ? have - 5 : (size_t)len - 4;
-		prof_client_msg(pr, &cl->prof, &id, type, m + 5, blen, now_us());
+		now = now_us();
+		prof_client_msg(pr, &cl->prof, &id, type, m + 5, blen, now);
 	}
 	if (cl->pending_rfq == 0 && !cl->in_extended && (type == 'Q' || type == 'P' || type == 'B' || type == 'E' ||
 							 type == 'F' || type == 'S'))
-		cl->req_start_us = now_us();
+		cl->req_start_us = now ? now : now_us();
 	switch (type) {
 	case 'Q':
 		cl->pending_rfq++;
@@ -1390,6 +1393,10 @@ static void inject_flush(struct client *cl, bool *staged, const uint8_t **d, siz
 	cl->after_execute = false;
 }
 
+/* The frontend message types of the protocol (after the startup phase). */
+static const bool client_msg_type[256] = {['Q'] = 1, ['P'] = 1, ['B'] = 1, ['D'] = 1, ['E'] = 1, ['S'] = 1, ['H'] = 1,
+					  ['C'] = 1, ['F'] = 1, ['X'] = 1, ['d'] = 1, ['c'] = 1, ['f'] = 1};
+
 void client_process(struct client *cl)
 {
 	if (cl->state == CL_LOGIN) {
@@ -1431,8 +1438,7 @@ void client_process(struct client *cl)
 		/* PostgreSQL's own limits (SocketBackend): Query, Parse, Bind, FunctionCall
 		 * and CopyData up to 1 GiB - 2, everything else up to 10,000 bytes.  A
 		 * message over them would make the server drop the pooled connection. */
-		uint32_t maxlen = strchr("QPBFd", type) ? 0x3ffffffeu : 10000u; /* length word included */
-		if (type && strchr("QPBDESHCFXdcf", type) && len > maxlen) {
+		if (len > 10000u && client_msg_type[type] && (!strchr("QPBFd", type) || len > 0x3ffffffeu)) {
 			cl->proxy->bad_packets++;
 			if (staged)
 				break;
@@ -1441,7 +1447,7 @@ void client_process(struct client *cl)
 			client_fatal(cl, "08P01", "invalid message length");
 			return;
 		}
-		if (!strchr("QPBDESHCFXdcf", type) || type == 0) {
+		if (!client_msg_type[type]) {
 			/* PostgreSQL would end the session with exactly this; answering here
 			 * keeps a pooled server connection from being killed by one client. */
 			char msg[80];

@@ -92,6 +92,7 @@ struct pool *pool_get(struct proxy *p, const char *database, const char *user, c
 		free(pool);
 		return NULL;
 	}
+	pool->ident_hash = stats_ident_hash(pool->database, pool->user);
 	if (db_password_for(db, pool->up_user))
 		cred_from_secret(&pool->cred, db->password);
 	const struct user_entry *ue = userlist_find(&p->users, pool->up_user);

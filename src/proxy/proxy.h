@@ -199,6 +199,7 @@ struct pool {
 	struct list node;            /* proxy->pools */
 	struct proxy *proxy;
 	char *database, *user;       /* as the client named them */
+	uint64_t ident_hash;         /* stats_ident_hash(database, user), for the profiler */
 	char *host;                  /* upstream */
 	int port;
 	char *up_database, *up_user;

@@ -779,6 +779,7 @@ void server_process(struct server *sv)
 		return;
 	}
 	size_t pos = 0;
+	uint64_t now = 0; /* one clock reading for the messages of one read */
 	while (sv->state != SV_DEAD) {
 		const uint8_t *d = conn_in_data(&sv->c);
 		size_t avail = conn_in_avail(&sv->c);
@@ -876,7 +877,7 @@ void server_process(struct server *sv)
 			struct client *cl = sv->client;
 			pos += total;
 			if (profiled && (type == 'C' || type == 'E' || type == 'Z' || type == 'I' || type == 's'))
-				prof_server_msg(&sv->proxy->prof, cl->prof, type, body, blen, now_us());
+				prof_server_msg(&sv->proxy->prof, cl->prof, type, body, blen, now ? now : (now = now_us()));
 			if (type == 'Z') {
 				char before = sv->tx_status;
 				sv->tx_status = blen >= 1 ? (char)body[0] : 'I';
@@ -886,7 +887,8 @@ void server_process(struct server *sv)
 					client_settle_sets(cl, sv, sv->tx_status);
 				if (cl && cl->pending_rfq == 0 && cl->req_start_us) {
 					/* PgBouncer's total_query_time and total_xact_time. */
-					uint64_t now = now_us();
+					if (!now)
+						now = now_us();
 					sv->pool->stats.query_us += now - cl->req_start_us;
 					if (before == 'I' && sv->tx_status != 'I')
 						cl->xact_start_us = cl->req_start_us;

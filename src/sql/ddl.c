@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/str.h"
+
 static size_t skip_space(const char *q, size_t len, size_t i)
 {
 	for (;;) {
@@ -58,7 +60,7 @@ static bool keyword(const char *q, size_t len, size_t *i, const char *kw)
 
 int sql_drop_database_target(const char *q, size_t len, char *out, size_t outlen)
 {
-	len = strnlen(q, len); /* protocol strings end at their NUL */
+	len = pgm_strnlen(q, len); /* protocol strings end at their NUL */
 	size_t i = skip_space(q, len, 0);
 	if (!keyword(q, len, &i, "drop"))
 		return 0;

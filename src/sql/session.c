@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/str.h"
 #include "pg/proto.h"
 
 struct tok {
@@ -23,8 +24,15 @@ struct scan {
 	size_t len, i;
 };
 
-static bool ident_start(char c) { return isalpha((unsigned char)c) || c == '_' || (unsigned char)c >= 0x80; }
-static bool ident_char(char c) { return ident_start(c) || isdigit((unsigned char)c) || c == '$'; }
+/* Byte classes: 1 starts an identifier (letter, '_', >= 0x80), 2 continues one
+ * (also digits and '$').  A table: the scanner runs on every Query. */
+#define IDS 3
+#define IDC 2
+static const unsigned char id_class[256] = {
+	['_'] = IDS, ['$'] = IDC, ['0' ... '9'] = IDC, ['a' ... 'z'] = IDS, ['A' ... 'Z'] = IDS, [0x80 ... 0xff] = IDS,
+};
+static inline bool ident_start(char c) { return id_class[(unsigned char)c] == IDS; }
+static inline bool ident_char(char c) { return id_class[(unsigned char)c] != 0; }
 
 /* Next token; returns false at the end.  ';' comes back as a one-byte token. */
 static bool next_tok(struct scan *s, struct tok *t)
@@ -217,9 +225,56 @@ static unsigned statement(struct scan *s, struct tok *t)
 	return bits;
 }
 
-unsigned sql_session_state(const char *q, size_t len)
+/* Whether q[i..] starts with the lower-case letters kw, in any case. */
+static bool letters_at(const char *q, size_t len, size_t i, const char *kw, size_t n)
 {
-	struct scan s = {q, strnlen(q, len), 0}; /* protocol strings end at their NUL */
+	if (len - i < n)
+		return false;
+	for (size_t j = 0; j < n; j++)
+		if (((unsigned char)q[i + j] | 0x20) != (unsigned char)kw[j])
+			return false;
+	return true;
+}
+
+/* The quick look that settles most statements (every SELECT, INSERT, UPDATE and
+ * DELETE of an ORM) without tokenizing them: true when q is one statement (no ';'
+ * before anything but trailing blanks), starts neither with a comment nor with a
+ * word statement() looks at, and contains neither "_advisory" nor "set_config" in
+ * any case, inside strings and comments included.  Then statement() would find
+ * nothing; anything else takes the full scan, so this only ever saves time. */
+static bool plainly_stateless(const char *q, size_t len)
+{
+	size_t i = 0;
+	while (i < len && isspace((unsigned char)q[i]))
+		i++;
+	if (i < len && (q[i] == '-' || q[i] == '/'))
+		return false;
+	size_t w = i;
+	while (w < len && ident_char(q[w]))
+		w++;
+	static const struct {
+		const char *kw;
+		size_t n;
+	} first[] = {{"set", 3}, {"do", 2}, {"listen", 6}, {"prepare", 7}, {"create", 6}, {"declare", 7}};
+	for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++)
+		if (first[k].n == w - i && letters_at(q, len, i, first[k].kw, first[k].n))
+			return false;
+	const char *semi = memchr(q + w, ';', len - w);
+	for (const char *r = semi ? semi + 1 : q + len; r < q + len; r++)
+		if (!isspace((unsigned char)*r) && *r != ';')
+			return false;
+	for (const char *u = memchr(q, '_', len); u; u = memchr(u + 1, '_', len - (size_t)(u + 1 - q))) {
+		size_t at = (size_t)(u - q);
+		if (letters_at(q, len, at + 1, "advisory", 8) ||
+		    (at >= 3 && letters_at(q, len, at - 3, "set", 3) && letters_at(q, len, at + 1, "config", 6)))
+			return false;
+	}
+	return true;
+}
+
+unsigned sql_session_state_scan(const char *q, size_t len)
+{
+	struct scan s = {q, pgm_strnlen(q, len), 0}; /* protocol strings end at their NUL */
 	struct tok t;
 	unsigned bits = 0;
 	while (next_tok(&s, &t)) {
@@ -228,6 +283,12 @@ unsigned sql_session_state(const char *q, size_t len)
 		bits |= statement(&s, &t);
 	}
 	return bits;
+}
+
+unsigned sql_session_state(const char *q, size_t len)
+{
+	len = pgm_strnlen(q, len);
+	return plainly_stateless(q, len) ? 0 : sql_session_state_scan(q, len);
 }
 
 /* An identifier token as PostgreSQL names it: "Quoted" kept, else lower-cased. */
@@ -260,7 +321,7 @@ static bool tok_name(const struct tok *t, char out[64])
  * them in t, their count (which may exceed max) in *n.  false for several. */
 static bool one_statement(const char *q, size_t len, struct tok *t, size_t max, size_t *n)
 {
-	struct scan s = {q, strnlen(q, len), 0};
+	struct scan s = {q, pgm_strnlen(q, len), 0};
 	struct tok x;
 	*n = 0;
 	while (next_tok(&s, &x)) {
@@ -367,7 +428,7 @@ const char *sess_state_name(unsigned bits)
 
 size_t sql_words(const char *q, size_t len, char words[][64], size_t max, bool *trailing)
 {
-	struct scan s = {q, strnlen(q, len), 0};
+	struct scan s = {q, pgm_strnlen(q, len), 0};
 	struct tok t;
 	size_t n = 0;
 	*trailing = false;
@@ -405,9 +466,19 @@ size_t sql_words(const char *q, size_t len, char words[][64], size_t max, bool *
 
 int sql_parse_set(const char *q, size_t len, struct sql_set *out)
 {
-	struct scan s = {q, strnlen(q, len), 0};
+	struct scan s = {q, pgm_strnlen(q, len), 0};
 	struct tok t, a, v;
 	memset(out, 0, sizeof(*out));
+	/* Most texts are not a SET: their first word tells (comments aside). */
+	size_t at = 0;
+	while (at < s.len && isspace((unsigned char)q[at]))
+		at++;
+	size_t w = at;
+	while (w < s.len && ident_char(q[w]))
+		w++;
+	if (at < s.len && q[at] != '-' && q[at] != '/' && !(w - at == 3 && letters_at(q, s.len, at, "set", 3)) &&
+	    !(w - at == 5 && letters_at(q, s.len, at, "reset", 5)))
+		return 0;
 	if (!next_tok(&s, &t))
 		return 0;
 	bool reset = is_kw(&t, "reset");

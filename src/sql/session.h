@@ -20,6 +20,9 @@ enum sess_state {
 
 /* Bit set of the session state the text creates (0 for none). */
 unsigned sql_session_state(const char *q, size_t len);
+/* The same answer by the full token scan alone, without the quick look that
+ * settles most statements first (for the tests that compare the two). */
+unsigned sql_session_state_scan(const char *q, size_t len);
 /* The session state a statement removes entirely, when q is exactly one of:
  * UNLISTEN * (LISTEN), CLOSE ALL (WITH HOLD cursors), DEALLOCATE [PREPARE] ALL
  * (PREPARE), DISCARD TEMP[ORARY] (temporary tables), SELECT pg_advisory_unlock_all()

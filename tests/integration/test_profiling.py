@@ -83,6 +83,43 @@ def test_exact_counts_and_grouping(pgmedic, table, mode):
     assert "v30" not in json.dumps(qs)
 
 
+def test_shape_cache_keeps_shown_numbers_apart(pgmedic, table):
+    """Inlined texts that differ only in their numbers are found by shape in the
+    cache instead of normalized again; numbers the normalized text shows (ORDER BY
+    1, varchar(10), a quoted identifier) still give their own fingerprints."""
+    px = pgmedic(pool_mode="transaction", pool_size=2)
+    conn = px.connect()
+    conn.autocommit = True
+    cur = conn.cursor()
+    for i in range(1, 41):
+        cur.execute("SELECT v FROM prof_t WHERE id = %s LIMIT %s", (i, 10 ** (i % 4)))
+        assert cur.fetchall() == [(f"v{i}",)]
+    for col in (1, 2, 1, 2, 1):
+        cur.execute(f"SELECT id, v AS ordered FROM prof_t WHERE id < {col + 3} ORDER BY {col}")
+    for n in (10, 20, 10):
+        cur.execute(f"SELECT v::varchar({n}) AS typmod FROM prof_t WHERE id = {n}")
+    for n in (5, 6, 5):
+        cur.execute(f'SELECT v AS "{n}" FROM prof_t WHERE id = {n * 11}')
+    conn.close()
+
+    qs = queries(px)
+    sel = find(qs, "from prof_t where id = $1 limit $2")
+    assert sel["calls"] == 40 and sel["rows"] == 40
+    by_text = {q["query"]: q["calls"] for q in qs if "prof_t" in q["query"] and q is not sel}
+    ordered = {t: c for t, c in by_text.items() if "as ordered" in t}
+    assert sorted(ordered.values()) == [2, 3] and any(t.endswith("order by 1") for t in ordered), ordered
+    typmod = {t: c for t, c in by_text.items() if "as typmod" in t}
+    assert sorted(typmod.values()) == [1, 2] and any("varchar(10)" in t for t in typmod), typmod
+    quoted = {t: c for t, c in by_text.items() if t.startswith('select v as "')}
+    assert sorted(quoted.values()) == [1, 2] and any('as "5"' in t for t in quoted), quoted
+
+    texts = {labels["via"]: v for labels, v in px.metrics().series("pgmedic_profile_texts_total")}
+    # the 40 selects: the first normalized, the rest found by shape; the 11 others
+    # normalized every time (their variants normalize differently)
+    assert texts["shape_cache"] >= 39, texts
+    assert texts["normalized"] >= 12, texts
+
+
 def test_extended_protocol_and_pipeline(pgmedic, table):
     px = pgmedic(pool_mode="transaction", pool_size=2)
     with psycopg.connect(px.dsn(), autocommit=True, prepare_threshold=0) as conn:

@@ -121,6 +121,53 @@ static void test_every_prefix_is_safe(void **state)
 	assert_int_equal(st(q), SESS_SET | SESS_HOLD_CURSOR);
 }
 
+/* The quick look (most ORM statements end there) gives the full scan's answer. */
+static void test_quick_look_agrees_with_full_scan(void **state)
+{
+	(void)state;
+	const struct {
+		const char *q;
+		unsigned bits;
+	} cases[] = {
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 42;", 0},
+		{"SELECT \"books_book\".\"author_id\" FROM \"books_book\" WHERE \"books_book\".\"id\" = 1", 0},
+		{"select 1;  \n ;", 0},
+		{"SELECT PG_ADVISORY_LOCK(1);", SESS_ADVISORY},
+		{"SELECT pg_try_advisory_lock(1)", SESS_ADVISORY},
+		{"SELECT pg_advisory_lock_x(1)", 0},
+		{"SELECT Set_Config('search_path', 'x', false)", SESS_SET},
+		{"SELECT 1; SET x = 1", SESS_SET},
+		{"SELECT 1;LISTEN x", SESS_LISTEN},
+		{"  SeT x = 1", SESS_SET},
+		{"\tlisten x", SESS_LISTEN},
+		{"Declare c cursor with hold for select 1", SESS_HOLD_CURSOR},
+		{"CREATE TEMP TABLE t (a int)", SESS_TEMP},
+		{"prepare p as select 1", SESS_PREPARE},
+		{"do $$ begin end $$", SESS_SET},
+		{"/* x */ SET x = 1", SESS_SET},
+		{"-- x\nLISTEN y", SESS_LISTEN},
+		{"settle", 0},
+		{"created", 0},
+		{"SELECT 'x_advisory' FROM t", 0},
+		{"SELECT 1 FROM t WHERE x = 'a;b'", 0},
+		{"_", 0},
+		{"set_", 0},
+		{"a_advisor", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *q = cases[i].q;
+		size_t n = strlen(q);
+		assert_int_equal(sql_session_state(q, n), cases[i].bits);
+		assert_int_equal(sql_session_state_scan(q, n), cases[i].bits);
+		for (size_t k = 0; k <= n; k++) { /* every prefix, exact size */
+			char *copy = malloc(k ? k : 1);
+			memcpy(copy, q, k);
+			assert_int_equal(sql_session_state(copy, k), sql_session_state_scan(copy, k));
+			free(copy);
+		}
+	}
+}
+
 static unsigned rel(const char *q) { return sql_session_release(q, strlen(q)); }
 
 static void test_release(void **state)
@@ -228,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_quoting_and_multi_statements),
 		cmocka_unit_test(test_parse_set),
 		cmocka_unit_test(test_every_prefix_is_safe),
+		cmocka_unit_test(test_quick_look_agrees_with_full_scan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,108 @@
+/* shape.c - see shape.h. */
+#include "sql/shape.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+static bool ident_byte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$' ||
+	       c >= 0x80;
+}
+
+static bool digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+/* The end of the digit run that starts at q[i], and whether it is free. */
+static inline __attribute__((always_inline)) size_t run_end(const unsigned char *q, size_t len, size_t i,
+							       bool *free_run)
+{
+	size_t j = i;
+	while (j < len && digit(q[j]))
+		j++;
+	*free_run = (i == 0 || !ident_byte(q[i - 1])) && (j == len || !ident_byte(q[j]));
+	return j;
+}
+
+#define ONES 0x0101010101010101ull
+#define SWAR (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) /* the word loop below needs it */
+
+/* The high bit of the bytes of w below n (0 < n <= 128), by the classic bit trick:
+ * nonzero exactly when one is, and its lowest set bit marks the first such byte
+ * (a borrow only runs upwards, so bytes above a flagged one may be flagged too). */
+static inline uint64_t less_mask(uint64_t w, unsigned n)
+{
+	return (w - ONES * n) & ~w & (ONES * 0x80);
+}
+
+/* Bytes that end a plain stretch: digits and NUL. */
+static const unsigned char stops[256] = {[0] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+					 ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1};
+
+long sql_shape(const char *q, size_t len, char *out, size_t cap, size_t *nruns)
+{
+	const unsigned char *s = (const unsigned char *)q;
+	size_t o = 0, runs = 0, i = 0;
+	*nruns = 0;
+	if (cap < len)
+		return -1;
+	while (i < len) {
+		if (SWAR && len - i >= 8) {
+			/* Eight bytes at a time up to the first digit or NUL. */
+			uint64_t w;
+			memcpy(&w, s + i, 8);
+			uint64_t m = less_mask(w ^ (ONES * '0'), 10) | less_mask(w, 1);
+			memcpy(out + o, &w, 8); /* o <= i, so o + 8 <= len <= cap */
+			/* the lowest flagged byte is exact (little-endian); later ones may not be */
+			size_t k = m ? (size_t)__builtin_ctzll(m) / 8 : 8;
+			o += k;
+			i += k;
+			if (k == 8)
+				continue;
+		}
+		unsigned char c = s[i];
+		if (!stops[c]) {
+			out[o++] = (char)c;
+			i++;
+			continue;
+		}
+		if (!c)
+			return -1;
+		bool free_run;
+		size_t e = run_end(s, len, i, &free_run);
+		if (free_run) {
+			out[o++] = 0;
+			runs++;
+		} else {
+			memcpy(out + o, q + i, e - i);
+			o += e - i;
+		}
+		i = e;
+	}
+	*nruns = runs;
+	return (long)o;
+}
+
+long sql_shape_variant(const char *q, size_t len, char *out, size_t cap)
+{
+	const unsigned char *s = (const unsigned char *)q;
+	size_t o = 0, i = 0;
+	while (i < len) {
+		if (!digit(s[i])) {
+			if (o >= cap)
+				return -1;
+			out[o++] = q[i++];
+			continue;
+		}
+		bool free_run;
+		size_t e = run_end(s, len, i, &free_run);
+		if (cap - o < e - i + 1)
+			return -1;
+		memcpy(out + o, q + i, e - i);
+		o += e - i;
+		if (free_run)
+			out[o++] = '0';
+		i = e;
+	}
+	return (long)o;
+}
