@@ -1323,21 +1323,24 @@ bool client_retry_on_server_msg(struct client *cl, struct server *sv, uint8_t ty
 
 /* Request accounting: what the pool needs to know to release the server, and
  * what the profiler needs to time statements.  m: the message (header included),
- * have: bytes of it in memory. */
-static void account(struct client *cl, struct server *sv, uint8_t type, const uint8_t *m, size_t have, uint32_t len)
+ * have: bytes of it in memory; *nowp: the clock reading for the messages of this
+ * read, taken here when still 0. */
+static void account(struct client *cl, struct server *sv, uint8_t type, const uint8_t *m, size_t have, uint32_t len,
+		    uint64_t *nowp)
 {
 	struct profiler *pr = &cl->proxy->prof;
-	uint64_t now = 0;
+	uint64_t now = *nowp;
 	if (pr->on && have >= 5 && len >= 4) {
 		struct prof_ident id = {{cl->pool->database, cl->pool->user, cl->pool->ident_hash},
 					pr->app_param >= 0 ? cl->want[pr->app_param] : NULL};
 		size_t blen = have - 5 < (size_t)len - 4 ? have - 5 : (size_t)len - 4;
-		now = now_us();
+		if (!now)
+			now = *nowp = now_us();
 		prof_client_msg(pr, &cl->prof, &id, type, m + 5, blen, now);
 	}
 	if (cl->pending_rfq == 0 && !cl->in_extended && (type == 'Q' || type == 'P' || type == 'B' || type == 'E' ||
 							 type == 'F' || type == 'S'))
-		cl->req_start_us = now ? now : now_us();
+		cl->req_start_us = now ? now : (*nowp = now_us());
 	switch (type) {
 	case 'Q':
 		cl->pending_rfq++;
@@ -1415,6 +1418,7 @@ void client_process(struct client *cl)
 	/* Transaction mode maps statement names; every message is then tracked. */
 	bool track = sv && cl->pool->mode == POOL_TRANSACTION && cl->proxy->cfg->max_prepared_statements > 0;
 	bool staged = false; /* cl->stage holds rewritten bytes to send before pos */
+	uint64_t now = 0;    /* one clock reading for the messages of one read (account()) */
 	const uint8_t *d = conn_in_data(&cl->c);
 	size_t avail = conn_in_avail(&cl->c);
 	size_t pos = 0;
@@ -1540,7 +1544,7 @@ void client_process(struct client *cl)
 					client_fatal(cl, "53200", "out of memory");
 					return;
 				}
-				account(cl, sv, type, d + pos, avail - pos, len);
+				account(cl, sv, type, d + pos, avail - pos, len, &now);
 				cl->after_execute = false;
 				cl->pool->stats.bytes_in += pos + (size_t)used;
 				conn_in_consume(&cl->c, pos + (size_t)used);
@@ -1557,7 +1561,7 @@ void client_process(struct client *cl)
 		}
 		if (flush_due(cl, type, avail - pos, total))
 			inject_flush(cl, &staged, &d, &avail, &pos);
-		account(cl, sv, type, d + pos, avail - pos, len);
+		account(cl, sv, type, d + pos, avail - pos, len, &now);
 		cl->after_execute = type == 'E';
 		if (avail - pos >= total) {
 			pos += total;
