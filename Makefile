@@ -72,6 +72,11 @@ bench: setup build/pgmedic
 bench-profiling: setup build/pgmedic
 	WORKLOADS="select_simple select_extended" ./bench/pooling.sh
 
+# The proxies' own instructions per transaction (callgrind): stable on a busy machine.
+.PHONY: bench-instructions
+bench-instructions: setup build/pgmedic
+	./bench/instructions.sh
+
 scale: setup build/pgmedic
 	./bench/scale.sh
 

@@ -1,0 +1,150 @@
+#!/bin/bash
+# instructions.sh — `make bench-instructions`: the proxies' user-space instructions per
+# pgbench transaction, counted by callgrind: PgBouncer, pgmedic (profiling on) and pgmedic
+# with `--set profile=off`, side by side, with ratios.
+#
+# Why: on a 2-core machine tps moves by ±30 % from run to run when anything else runs, so a
+# change of a few percent in the proxy's own cost cannot be seen in tps. The instruction
+# count is exact and repeatable (±2 %: how many events libevent finds per epoll_wait varies).
+# It leaves out the kernel, which is the same for all three here (each pooled -S
+# transaction costs each proxy exactly two send and two recv calls; strace -c shows it),
+# and it counts instructions, not time (cache misses are not in it). So it tells where the
+# proxy's own code stands, and `make bench` / `make bench-profiling` tell the throughput.
+#
+# Each proxy runs under `valgrind --tool=callgrind` in front of a private PostgreSQL 15;
+# per workload: pgbench -t 50 to warm up, counters zeroed, pgbench -c CLIENTS -t XACTS,
+# counters dumped; Ir/xact = instructions in the dump / transactions.
+#
+# Workloads: select_simple (-S -M simple), select_extended (-S -M extended).
+# Environment: XACTS (2000 per client), CLIENTS (4), POOL_SIZE (4), WORKLOADS,
+# PGMEDIC_BIN (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN.
+# Output: a table on stdout and build/bench-instructions/instructions.md; the callgrind
+# dumps stay in build/bench-instructions/ (callgrind_annotate shows where the cost is).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/bench/lib.sh"
+PROG=bench-instructions
+PGMEDIC_BIN=${PGMEDIC_BIN:-$ROOT/build/pgmedic}
+PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+export PGBIN
+PY=/usr/bin/python3
+XACTS=${XACTS:-2000}
+CLIENTS=${CLIENTS:-4}
+POOL_SIZE=${POOL_SIZE:-4}
+WORKLOADS=${WORKLOADS:-select_simple select_extended}
+SCALE=1
+DB=bench
+OUT=$ROOT/build/bench-instructions
+LOGDIR=$OUT
+STOP_TIMEOUT=20
+EXIT_NOTE="Logs: $OUT"
+TARGETS=(pgbouncer pgmedic pgmedic_noprof)
+
+command -v valgrind >/dev/null || die "valgrind is not installed (apt-get install valgrind)"
+[ -x "$PGMEDIC_BIN" ] || die "pgmedic binary not found at $PGMEDIC_BIN (run 'make')"
+[ -x "$PGBOUNCER_BIN" ] || die "pgbouncer not found at $PGBOUNCER_BIN (apt-get install pgbouncer)"
+
+TMP=$(mktemp -d /tmp/pgmedic-instr.XXXXXX)
+chmod 755 "$TMP"
+rm -rf "$OUT"
+mkdir -p "$OUT"
+chmod 777 "$OUT"    # PgBouncer's callgrind (as postgres) writes its dumps here
+PG_STARTED=0
+VG_PID=""
+VG_NAME=""
+# shellcheck disable=SC2317  # called from cleanup (lib.sh), the EXIT trap
+cleanup_processes() { stop_pid "$VG_PID" "$VG_NAME"; }
+install_traps
+
+# PgBouncer refuses to run as root: run it (and talk to its valgrind) as postgres.
+AS_POSTGRES=()
+[ "$(id -u)" != 0 ] || AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+
+workload_args() {
+    case $1 in
+        select_simple)   echo "-S -M simple" ;;
+        select_extended) echo "-S -M extended" ;;
+        *) return 1 ;;
+    esac
+}
+
+start_postgres 50
+psql_direct -c "CREATE DATABASE $DB" postgres
+pgbench_init
+
+PORT=$(free_ports 1)
+mkdir -p "$TMP/pgbouncer"
+echo '"postgres" ""' >"$TMP/pgbouncer/userlist.txt"
+cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+$DB = host=127.0.0.1 port=$PGPORT dbname=$DB user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/pgbouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = 100
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+log_stats = 0
+EOF
+[ "$(id -u)" != 0 ] || chown -R postgres: "$TMP/pgbouncer"
+
+pgb() { "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n "$@" "$DB"; }
+
+# measure TARGET: starts it under callgrind, runs every workload, stops it.
+declare -A IR=()
+measure() {
+    local t=$1 w args dumps n cg=(valgrind --tool=callgrind --callgrind-out-file="$OUT/$1.%p.out")
+    local ctl=(callgrind_control)
+    case $t in
+        pgbouncer)
+            "${AS_POSTGRES[@]}" "${cg[@]}" "$PGBOUNCER_BIN" "$TMP/pgbouncer/pgbouncer.ini" >"$OUT/$t.log" 2>&1 &
+            ctl=("${AS_POSTGRES[@]}" callgrind_control) ;;
+        pgmedic|pgmedic_noprof)
+            local extra=()
+            [ "$t" = pgmedic ] || extra=(--set profile=off)
+            "${cg[@]}" "$PGMEDIC_BIN" --listen "127.0.0.1:$PORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
+                --pool-mode transaction --pool-size "$POOL_SIZE" --set advisor=off "${extra[@]}" >"$OUT/$t.log" 2>&1 & ;;
+    esac
+    VG_PID=$! VG_NAME=$t
+    wait_listening "$PORT" "$VG_PID" "$t"
+    for w in $WORKLOADS; do
+        read -r -a args <<<"$(workload_args "$w")"
+        pgb "${args[@]}" -c "$CLIENTS" -t 50 >/dev/null 2>&1 || die "$t: pgbench warm-up failed"
+        "${ctl[@]}" -z "$VG_PID" >/dev/null 2>&1 || die "$t: callgrind_control -z failed"
+        pgb "${args[@]}" -c "$CLIENTS" -t "$XACTS" >"$OUT/$t-$w.pgbench.log" 2>&1 \
+            || { tail -n 5 "$OUT/$t-$w.pgbench.log" >&2; die "$t: pgbench $w failed"; }
+        "${ctl[@]}" -d "$w" "$VG_PID" >/dev/null 2>&1 || die "$t: callgrind_control -d failed"
+        # the newest dump of this process: its summary line is the instructions since -z
+        dumps=$(ls -t "$OUT/$t.$VG_PID.out".* 2>/dev/null | head -n 1)
+        [ -n "$dumps" ] || die "$t: no callgrind dump"
+        n=$(sed -n 's/^summary: *//p' "$dumps" | head -n 1)
+        [ -n "$n" ] || die "$t: no summary in $dumps"
+        IR[$t,$w]=$(( n / (CLIENTS * XACTS) ))
+        say "$t $w: ${IR[$t,$w]} instructions per transaction"
+    done
+    stop_pid "$VG_PID" "$t" || true
+    VG_PID=""
+}
+
+say "callgrind: $CLIENTS clients x $XACTS transactions per workload, pool $POOL_SIZE"
+for t in "${TARGETS[@]}"; do measure "$t"; done
+
+ratio() { "$PY" -c "import sys; print('%.2f' % (int(sys.argv[1]) / int(sys.argv[2])))" "$1" "$2"; }
+{
+    echo "| workload | PgBouncer Ir/xact | pgmedic Ir/xact | pgmedic profile=off Ir/xact | Ir pgmedic/PgBouncer | Ir profiling on/off |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for w in $WORKLOADS; do
+        echo "| $(workload_args "$w") | ${IR[pgbouncer,$w]} | ${IR[pgmedic,$w]} | ${IR[pgmedic_noprof,$w]} |" \
+            "$(ratio "${IR[pgmedic,$w]}" "${IR[pgbouncer,$w]}") | $(ratio "${IR[pgmedic,$w]}" "${IR[pgmedic_noprof,$w]}") |"
+    done
+} | tee "$OUT/instructions.md"
+echo "(user-space instructions per transaction; lower is better. Dumps: $OUT/*.out.*)"
