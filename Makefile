@@ -111,6 +111,36 @@ build/asan/sqldiff: tests/sqldiff/sqldiff.c src/sql/normalize.c src/sql/normaliz
 sqldiff: build/asan/sqldiff
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build/asan/sqldiff tests/sql_corpus/*.jsonl
 
+# Byte-identity of src/sql/normalize.c with its version at NORM_BASE (a git
+# revision, HEAD by default), for changes meant to keep every output: both are
+# linked into one program (the old one's functions renamed old_*) and compared
+# over tests/sql_corpus, the fuzz corpus, prefixes and mutations.
+# `make normident-bench` instead times the two, interleaved (and pg_query_normalize).
+NORM_BASE ?= HEAD
+OLD_RENAME := -Dsql_normalize=old_sql_normalize -Dsql_redact=old_sql_redact -Dsql_tag_decode=old_sql_tag_decode
+.PHONY: normident normident-bench
+build/normident-base.c: FORCE
+	@mkdir -p build
+	@git show $(NORM_BASE):src/sql/normalize.c > $@.tmp && { cmp -s $@.tmp $@ || mv $@.tmp $@; }; rm -f $@.tmp
+
+build/asan/normident: tests/sqldiff/normident.c src/sql/normalize.c src/sql/normalize.h build/normident-base.c
+	@mkdir -p build/asan
+	$(CC) $(CFLAGS_COMMON) $(ASAN_CFLAGS) $(OLD_RENAME) -c build/normident-base.c -o build/asan/normident-base.o
+	$(CC) $(CFLAGS_COMMON) $(ASAN_CFLAGS) -o $@ tests/sqldiff/normident.c src/sql/normalize.c build/asan/normident-base.o $(PKG_LIBS) -lm
+
+normident: build/asan/normident
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build/asan/normident tests/sql_corpus/*.jsonl tests/fuzz/corpus/normalize/*
+
+build/normident-bench: tests/sqldiff/normident.c src/sql/normalize.c src/sql/normalize.h build/normident-base.c
+	$(CC) $(CFLAGS_COMMON) -O2 -DNDEBUG $(OLD_RENAME) -c build/normident-base.c -o build/normident-base.o
+	$(CC) $(CFLAGS_COMMON) -O2 -DNDEBUG -DWITH_PG_QUERY -o $@ tests/sqldiff/normident.c src/sql/normalize.c build/normident-base.o $(PKG_LIBS) -lm
+
+normident-bench: build/normident-bench
+	taskset -c 1 build/normident-bench --bench 5 tests/sql_corpus/*.jsonl
+
+.PHONY: FORCE
+FORCE:
+
 # Normalizations per second, pgmedic next to pg_query_normalize (not a test).
 build/normalize_bench: bench/normalize_bench.c src/sql/normalize.c src/sql/normalize.h
 	@mkdir -p build

@@ -10,9 +10,12 @@
  *
  * Speed: one pass (the scanner is inlined into the printer's loop), table-driven
  * character classes and spacing, memchr for the bodies of strings and quoted
- * identifiers, a perfect hash for keywords, a one-branch fast path for tokens
- * that change no context, word-at-a-time lower-casing and fixed-size copies of
- * tokens, no allocation.  bench/normalize_bench.c measures it. */
+ * identifiers, a perfect hash for keywords compared eight bytes at a time, a
+ * one-branch fast path for tokens that change no context, a fused scan-and-print
+ * "fast lane" (fast_lane()) for runs of such tokens when no list is open,
+ * word-at-a-time lower-casing and fixed-size copies of tokens, no allocation.
+ * bench/normalize_bench.c measures it; `make normident` checks that a change
+ * meant to keep the output keeps it byte for byte. */
 #include "sql/normalize.h"
 
 #include <string.h>
@@ -41,6 +44,30 @@ static const unsigned char cc[256] = {
 #define CLS(c) (cc[(unsigned char)(c)])
 #define ISDIGIT(c) ((unsigned)((unsigned char)(c) - '0') < 10u)
 #define LOWER(c) ((unsigned char)((unsigned)((unsigned char)(c) - 'A') < 26u ? (c) | 0x20 : (c)))
+
+/* Words eight bytes at a time where the byte order allows (see kw_lookup8). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LE64 1
+#else
+#define LE64 0
+#endif
+
+static inline uint64_t load8(const char *p)
+{
+	uint64_t x;
+	memcpy(&x, p, 8);
+	return x;
+}
+
+/* ASCII upper to lower case in eight bytes at once (bytes >= 0x80 unchanged). */
+static inline uint64_t lower8(uint64_t x)
+{
+	uint64_t h = x & 0x7f7f7f7f7f7f7f7full;
+	uint64_t ge_a = h + 0x3f3f3f3f3f3f3f3full;   /* high bit: byte >= 'A' */
+	uint64_t gt_z = h + 0x2525252525252525ull;   /* high bit: byte > 'Z' */
+	uint64_t up = (ge_a ^ gt_z) & ~x & 0x8080808080808080ull;
+	return x | (up >> 2);
+}
 
 /* Generated keyword table (see the comment above kw_lookup). */
 enum kw_id { KID_NONE = 0, KS_ALL, KS_ALTER, KS_COPY, KS_CREATE, KS_DO, KS_EXPLAIN, KS_SET, KW_AUTHORIZATION, KW_CHARACTERISTICS, KW_CONSTRAINTS, KW_FUNCTION, KW_GROUP, KW_INTERVAL, KW_LOCAL, KW_MAPPING, KW_NAMES, KW_OR, KW_PROCEDURE, KW_REPLACE, KW_ROLE, KW_SCHEMA, KW_SESSION, KW_TIME, KW_TRANSACTION, KW_USER, KW_ZONE };
@@ -186,7 +213,9 @@ static const unsigned char kwslot[512] = {
 /* Keywords: a perfect hash over (length, first, second and last byte) of the
  * lower-cased word, found by a search over the four multipliers; kwtab[0] is the
  * empty "not a keyword" entry.  Adding a keyword means searching new multipliers
- * so that kwslot[] stays collision-free (test_normalize checks every entry). */
+ * so that kwslot[] stays collision-free: the generator is not in the repository,
+ * so check a new table by looking up every entry (a word whose slot holds
+ * another's is simply not found), and run `make sqldiff` and `make normident`. */
 static inline const struct kwent *kw_lookup(const char *s, size_t n)
 {
 	if (n > KW_MAXLEN || n == 0)
@@ -199,6 +228,30 @@ static inline const struct kwent *kw_lookup(const char *s, size_t n)
 		if (LOWER(s[i]) != (unsigned char)k->name[i])
 			return &kwtab[0];
 	return k;
+}
+
+/* The same for a word of n <= 16 bytes at s when 16 bytes can be read there, or
+ * 8 when n <= 8: the lower-cased word is compared as one or two 64-bit integers
+ * with the NUL-padded name (little-endian: byte i of the word is bits 8i..8i+7). */
+static inline __attribute__((always_inline)) const struct kwent *kw_lookup8(const char *s, size_t n,
+									    const char *end)
+{
+#if LE64
+	if (n <= 8 && end - s >= 8) {
+		uint64_t w = lower8(load8(s)) & (~0ull >> (64 - 8 * n));
+		unsigned h = KW_HASH(n, w & 0xff, (w >> 8) & 0xff, (w >> (8 * (n - 1))) & 0xff);
+		const struct kwent *k = &kwtab[kwslot[h]];
+		return (k->len == n && load8(k->name) == w) ? k : &kwtab[0];
+	}
+	if (n > 8 && n <= 16 && end - s >= 16) {
+		uint64_t w0 = lower8(load8(s));
+		uint64_t w1 = lower8(load8(s + 8)) & (~0ull >> (128 - 8 * n));
+		unsigned h = KW_HASH(n, w0 & 0xff, (w0 >> 8) & 0xff, (w1 >> (8 * (n - 9))) & 0xff);
+		const struct kwent *k = &kwtab[kwslot[h]];
+		return (k->len == n && load8(k->name) == w0 && load8(k->name + 8) == w1) ? k : &kwtab[0];
+	}
+#endif
+	return kw_lookup(s, n);
 }
 
 /* -------------------------------------------------------------------- tokens */
@@ -249,6 +302,7 @@ struct lex {
 	unsigned char paren_first;/* the next token is the first inside a paren */
 	unsigned char pos_elem;   /* the next token starts a positional list element */
 	unsigned char set_tz, set_interval;
+	unsigned char busy;       /* context above other than paren_first is open: see the fast path */
 	unsigned char prev;       /* kind of the previous token */
 	unsigned prev_kw, prev2_kw;
 };
@@ -261,8 +315,17 @@ static void lex_init(struct lex *lx, const char *q, size_t len, struct sql_norm 
 	lx->res = res;
 	lx->region_depth = lx->typmod_depth = lx->posdepth = -1;
 	lx->start = 1;
+	lx->busy = 1;
 	lx->qmask = 1;
 	lx->prev = TK_EOF;
+}
+
+/* Just past the run of ident_cont bytes from p. */
+static inline const char *ident_end(const char *p, const char *end)
+{
+	while (p < end && (CLS(*p) & C_IC))
+		p++;
+	return p;
 }
 
 static inline const char *line_end(const char *p, const char *end)
@@ -569,6 +632,27 @@ static inline int unary_ctx(const struct lex *lx)
 	}
 }
 
+/* Length of the operator at p (scan.l's operator rule): it stops at an embedded
+ * comment start, and a multi-character operator may not end in + or - unless it
+ * holds one of ~!@#^&|`?% */
+static inline size_t op_len(const char *p, const char *end)
+{
+	const char *q = p;
+	int special = 0;
+	while (q < end && (CLS(*q) & C_OP)) {
+		if (q > p && q + 1 < end && ((q[0] == '-' && q[1] == '-') || (q[0] == '/' && q[1] == '*')))
+			break;
+		special |= CLS(*q) & C_OPX;
+		q++;
+	}
+	size_t n = (size_t)(q - p);
+	if (n > 1 && !special && (p[n - 1] == '+' || p[n - 1] == '-'))
+		do
+			n--;
+		while (n > 1 && (p[n - 1] == '+' || p[n - 1] == '-'));
+	return n;
+}
+
 /* An integer in a query-level ORDER BY / GROUP BY list is a column position that
  * libpg_query leaves alone, when it is the whole element. */
 static int positional_end(const char *p, const char *end)
@@ -678,9 +762,8 @@ static inline __attribute__((always_inline)) void lex_next_inl(struct lex *lx, s
 		p++;
 		/* N'...' is the keyword NCHAR followed by a string (scan.l's xnstart) */
 		if (!(c1 == '\'' && (c | 0x20) == 'n'))
-			while (p < end && (CLS(*p) & C_IC))
-				p++;
-		const struct kwent *k = kw_lookup(s, (size_t)(p - s));
+			p = ident_end(p, end);
+		const struct kwent *k = kw_lookup8(s, (size_t)(p - s), end);
 		t->kw = k->flags;
 		t->id = k->id;
 		kind = TK_WORD;
@@ -795,19 +878,7 @@ static inline __attribute__((always_inline)) void lex_next_inl(struct lex *lx, s
 	if (cls & C_OP) {
 		/* scan.l's operator rule: stop at an embedded comment start; a multi-char
 		 * operator may not end in + or - unless it holds one of ~!@#^&|`?% */
-		const char *q = p;
-		int special = 0;
-		while (q < end && (CLS(*q) & C_OP)) {
-			if (q > p && q + 1 < end && ((q[0] == '-' && q[1] == '-') || (q[0] == '/' && q[1] == '*')))
-				break;
-			special |= CLS(*q) & C_OPX;
-			q++;
-		}
-		size_t n = (size_t)(q - p);
-		if (n > 1 && !special && (p[n - 1] == '+' || p[n - 1] == '-'))
-			do
-				n--;
-			while (n > 1 && (p[n - 1] == '+' || p[n - 1] == '-'));
+		size_t n = op_len(p, end);
 		p += n;
 		kind = TK_OP;
 		if (n == 1 && *s == '-' && unary_ctx(lx) && num_const(lx)) {
@@ -850,8 +921,7 @@ done:
 	 * decision, type context, SET or ORDER BY list is open.  Decided with one
 	 * branch; the full rules below give the same result for these tokens. */
 	{
-		unsigned slow = ((SLOW_KINDS >> kind) & 1u) | (unsigned)start | (unsigned)pf | lx->pend | lx->tstate |
-				(unsigned)(lx->mode == M_SET) | (unsigned)(lx->posdepth >= 0) |
+		unsigned slow = ((SLOW_KINDS >> kind) & 1u) | lx->busy | (unsigned)pf |
 				(unsigned)((t->kw & (F_AS | F_BY)) != 0);
 		if (!slow) {
 			lx->prev2_kw = lx->prev_kw;
@@ -1050,6 +1120,8 @@ prev:
 	lx->prev2_kw = lx->prev_kw;
 	lx->prev_kw = kind == TK_WORD ? t->kw : 0;
 	lx->prev = closes_op ? TK_OP : kind;
+	/* what the fast path tests: only this slow path (and lex_init) changes it */
+	lx->busy = lx->start | lx->extract | lx->pend | lx->tstate | (lx->mode == M_SET) | (lx->posdepth >= 0);
 }
 
 static __attribute__((noinline)) void lex_next(struct lex *lx, struct tok *t)
@@ -1115,16 +1187,6 @@ static inline __attribute__((always_inline)) void copy_small(char *d, const char
 		d[n / 2] = s[n / 2];
 		d[n - 1] = s[n - 1];
 	}
-}
-
-/* ASCII upper to lower case in eight bytes at once (bytes >= 0x80 unchanged). */
-static inline uint64_t lower8(uint64_t x)
-{
-	uint64_t h = x & 0x7f7f7f7f7f7f7f7full;
-	uint64_t ge_a = h + 0x3f3f3f3f3f3f3f3full;   /* high bit: byte >= 'A' */
-	uint64_t gt_z = h + 0x2525252525252525ull;   /* high bit: byte > 'Z' */
-	uint64_t up = (ge_a ^ gt_z) & ~x & 0x8080808080808080ull;
-	return x | (up >> 2);
 }
 
 /* Lower-cased copy of a word, same bounds as copy_small. */
@@ -1430,6 +1492,154 @@ static void lists_post(struct norm *o, unsigned char kind, unsigned kw, int d, s
 		list_push(o, L_VALUES, d);
 }
 
+/* The fast lane: the tokens that make up most of a typical statement, lexed and
+ * printed in one tight loop with the state in local variables, for as long as
+ * nothing around needs the full machinery.  It is entered only when lex_next's
+ * own fast path would apply to every token (no context open: lx->busy is 0), no
+ * list is being collapsed or about to open, no ';' is pending and the last token
+ * printed needs nothing more.  It takes quoted identifiers, words that are no
+ * keyword with a role here, . and , numbers, strings, $n and the operators made
+ * of < > = alone; any other token (parentheses, comments, - + * /, keywords such
+ * as IN, AS, NULL...) and any token that might not fit in the output leave the
+ * lane before anything of them is consumed, for the general loop to handle
+ * exactly as before.  Each token gets exactly the kind, spacing and text the
+ * general path would give it (tests/sqldiff/normident.c compares the two). */
+#define LANE_EXIT_KW (F_BOOLNULL | F_ALL | F_AS | F_BY | F_IN | F_ARRAY | F_VALUES)
+
+static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, struct norm *o, int *nconst)
+{
+	const char *p = lx->p, *const end = lx->end;
+	char *const out = o->o;
+	const size_t cap = o->cap;
+	size_t n = o->n;
+	unsigned char last = o->last, prev = lx->prev;
+	unsigned last_kw = o->last_kw, prev_kw = lx->prev_kw, prev2_kw = lx->prev2_kw;
+	int nph = o->nph, nc = 0, pf = lx->paren_first, any = 0;
+
+	for (;;) {
+		while (p < end && (CLS(*p) & C_SP))
+			p++;
+		if (p >= end)
+			break;
+		const char *s = p;
+		unsigned char c = (unsigned char)*p;
+		unsigned char cls = cc[c], kind;
+		unsigned kw = 0;
+		if (cls & C_IS) {
+			if (p + 1 < end && (p[1] == '\'' || p[1] == '&'))
+				break; /* E'', B'', X'', N'', U&'', U&"" */
+			p = ident_end(p + 1, end);
+			const struct kwent *k = kw_lookup8(s, (size_t)(p - s), end);
+			/* the first word in a paren may open a query (qmask) */
+			if ((k->flags & LANE_EXIT_KW) || (pf && (k->flags & F_QUERY))) {
+				p = s;
+				break;
+			}
+			kw = k->flags;
+			kind = TK_WORD;
+		} else if (c == '"') {
+			p = scan_qident(p + 1, end);
+			kind = TK_QIDENT;
+		} else if ((cls & C_DG) || (c == '.' && p + 1 < end && ISDIGIT(p[1]))) {
+			p = scan_number(p, end);
+			kind = (!in_typmod(lx) && emode(lx) == M_ALL) ? TK_CONST : TK_KEEP; /* num_const() */
+		} else if (c == '.') {
+			p++;
+			kind = TK_DOT;
+		} else if (c == ',') {
+			p++;
+			kind = TK_COMMA;
+		} else if (c == '\'') {
+			/* string_const(), for the modes where it depends on no more */
+			int m = emode(lx);
+			if (in_typmod(lx) || m == M_NONE)
+				kind = TK_KEEP;
+			else if (m == M_ALL)
+				kind = (prev_kw & F_UESCAPE) ? TK_KEEP : TK_CONST;
+			else
+				break;
+			p = scan_qstring(p + 1, end);
+		} else if (c == '$' && p + 1 < end && ISDIGIT(p[1])) {
+			p += 2;
+			while (p < end && ISDIGIT(*p))
+				p++;
+			kind = TK_PARAM;
+		} else if (cls & C_OP) {
+			if (p + 1 < end && ((c == '-' && p[1] == '-') || (c == '/' && p[1] == '*')))
+				break; /* a comment */
+			p += op_len(p, end);
+			/* a '-' that may fold into the number after it: unary_ctx() && num_const() */
+			if (p - s == 1 && c == '-' &&
+			    (prev == TK_EOF || prev == TK_OP || prev == TK_LPAREN || prev == TK_LBRACK || prev == TK_COMMA ||
+			     prev == TK_SEMI || prev == TK_COLON || (prev == TK_WORD && (prev_kw & F_UNARY))) &&
+			    !in_typmod(lx) && emode(lx) == M_ALL) {
+				p = s;
+				break;
+			}
+			kind = TK_OP;
+		} else {
+			break;
+		}
+		size_t tl = (size_t)(p - s);
+		if (cap - n < tl + 16) {
+			p = s;
+			break; /* maybe no room: the general path knows */
+		}
+
+		/* print, as emit() */
+		struct tok t = { s, tl, kind, 0, kw };
+		struct norm sp_o;
+		sp_o.last = last;
+		sp_o.last_kw = last_kw;
+		out[n] = ' ';
+		n += (size_t)space_before(&sp_o, &t);
+		if (kind == TK_WORD) {
+			copy_lower(out + n, s, tl);
+			n += tl;
+		} else if (kind == TK_CONST || kind == TK_PARAM) {
+			nc += kind == TK_CONST;
+			size_t nd = 1;
+			int v = ++nph;
+			for (int x = v; x >= 10; x /= 10)
+				nd++;
+			out[n] = '$';
+			for (size_t i = nd; i > 0; i--) {
+				out[n + i] = (char)('0' + v % 10);
+				v /= 10;
+			}
+			n += nd + 1;
+		} else if (kind == TK_OP && tl == 2 && s[0] == '!' && s[1] == '=') {
+			out[n] = '<';
+			out[n + 1] = '>';
+			n += 2;
+		} else {
+			copy_small(out + n, s, tl);
+			n += tl;
+		}
+		last = kind;
+		last_kw = kw;
+		prev2_kw = prev_kw;
+		prev_kw = kw;
+		prev = kind;
+		pf = 0;
+		any = 1;
+	}
+	lx->p = p; /* at most past whitespace when no token was taken */
+	if (any) {
+		lx->prev = prev;
+		lx->prev_kw = prev_kw;
+		lx->prev2_kw = prev2_kw;
+		lx->extract = lx->paren_first = lx->pos_elem = 0;
+		o->n = n;
+		o->last = last;
+		o->last_kw = last_kw;
+		o->nph = nph;
+		o->stmt_out = 1;
+		o->tok_ph0 = o->nph_off;
+		*nconst += nc;
+	}
+}
+
 int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_norm *res)
 {
 	res->fingerprint = 0;
@@ -1451,6 +1661,8 @@ int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_n
 	o.nl = o.nph_off = o.tok_ph0 = 0;
 	int pend_semi = 0, nconst = 0;
 	for (;;) {
+		if (!(lx.busy | o.nl | pend_semi | (o.last_kw & (F_IN | F_ARRAY))))
+			fast_lane(&lx, &o, &nconst);
 		int d = lx.depth;
 		lex_next_inl(&lx, &t);
 		if (t.kind == TK_EOF)
