@@ -142,9 +142,9 @@ normident-bench: build/normident-bench
 FORCE:
 
 # Normalizations per second, pgmedic next to pg_query_normalize (not a test).
-build/normalize_bench: bench/normalize_bench.c src/sql/normalize.c src/sql/normalize.h
+build/normalize_bench: bench/normalize_bench.c src/sql/normalize.c src/sql/normalize.h src/sql/shape.c src/sql/shape.h
 	@mkdir -p build
-	$(CC) $(CFLAGS_COMMON) -O2 -DNDEBUG -o $@ bench/normalize_bench.c src/sql/normalize.c $(PKG_LIBS) -lm
+	$(CC) $(CFLAGS_COMMON) -O2 -DNDEBUG -o $@ bench/normalize_bench.c src/sql/normalize.c src/sql/shape.c $(PKG_LIBS) -lm
 
 bench-normalize: build/normalize_bench
 	build/normalize_bench

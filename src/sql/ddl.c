@@ -60,8 +60,14 @@ static bool keyword(const char *q, size_t len, size_t *i, const char *kw)
 
 int sql_drop_database_target(const char *q, size_t len, char *out, size_t outlen)
 {
+	/* Runs on every Query: most are settled by their first byte (comments aside). */
+	size_t i = 0;
+	while (i < len && isspace((unsigned char)q[i]))
+		i++;
+	if (i < len && q[i] != 'd' && q[i] != 'D' && q[i] != '-' && q[i] != '/')
+		return 0;
 	len = pgm_strnlen(q, len); /* protocol strings end at their NUL */
-	size_t i = skip_space(q, len, 0);
+	i = skip_space(q, len, 0);
 	if (!keyword(q, len, &i, "drop"))
 		return 0;
 	i = skip_space(q, len, i);
