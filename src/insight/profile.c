@@ -210,9 +210,12 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 			sh = XXH3_64bits_withSeed(pr->shape_buf, sl, 0x5348415045ull) | 1;
 			struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
 			if (se->h == sh && se->len == sl && se->shape) {
-				pr->shape_hits++;
-				cache_use(pr, pc, id, se, text, len, out);
-				return;
+				if (se->query) {
+					pr->shape_hits++;
+					cache_use(pr, pc, id, se, text, len, out);
+					return;
+				}
+				sh = 0; /* a shape whose numbers show: normalize, without checking again */
 			}
 		}
 	}
@@ -233,9 +236,16 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 	if (n.nconst == 0) {
 		pr->cache_misses++;
 		cache_put(ce, h, len, false, pr->buf, &n, out);
-	} else if (sh && shape_holds(pr, text, len, &n)) {
-		pr->cache_misses++;
-		cache_put(&pr->cache[sh & (PROF_CACHE - 1)], sh, sl, true, pr->buf, &n, out);
+	} else if (sh) {
+		struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
+		if (shape_holds(pr, text, len, &n)) {
+			pr->cache_misses++;
+			cache_put(se, sh, sl, true, pr->buf, &n, out);
+		} else {
+			/* Remembered too, so that its texts are not normalized twice each. */
+			free(se->query);
+			*se = (struct prof_cache_ent){.h = sh, .len = (uint32_t)sl, .shape = true};
+		}
 	}
 }
 

@@ -76,7 +76,8 @@ struct prof_client {
 struct prof_cache_ent {
 	uint64_t h;             /* hash of the exact text or of its shape (0: empty) */
 	uint32_t len;           /* of the text or of the shape */
-	bool shape;             /* keyed by shape (sql/shape.h): texts with numbers */
+	bool shape;             /* keyed by shape (sql/shape.h): texts with numbers;
+				 * query NULL: a shape whose numbers show (not cached) */
 	uint32_t qlen;          /* of query */
 	uint64_t fp;
 	struct route *rt;       /* from the text's tags */
