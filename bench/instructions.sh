@@ -59,9 +59,6 @@ VG_NAME=""
 cleanup_processes() { stop_pid "$VG_PID" "$VG_NAME"; }
 install_traps
 
-# PgBouncer refuses to run as root: run it (and talk to its valgrind) as postgres.
-AS_POSTGRES=()
-[ "$(id -u)" != 0 ] || AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups --)
 
 workload_args() {
     case $1 in
@@ -76,26 +73,7 @@ psql_direct -c "CREATE DATABASE $DB" postgres
 pgbench_init
 
 PORT=$(free_ports 1)
-mkdir -p "$TMP/pgbouncer"
-echo '"postgres" ""' >"$TMP/pgbouncer/userlist.txt"
-cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
-[databases]
-$DB = host=127.0.0.1 port=$PGPORT dbname=$DB user=postgres
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $TMP/pgbouncer/userlist.txt
-pool_mode = transaction
-default_pool_size = $POOL_SIZE
-max_client_conn = 100
-ignore_startup_parameters = extra_float_digits
-log_connections = 0
-log_disconnections = 0
-log_stats = 0
-EOF
-[ "$(id -u)" != 0 ] || chown -R postgres: "$TMP/pgbouncer"
+pgbouncer_config "$PORT" "$POOL_SIZE"
 
 pgb() { "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n "$@" "$DB"; }
 

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # lib.sh — shell functions shared by bench/pooling.sh, bench/scale.sh and bench/soak.sh.
 # Sourced, not run: `. "$ROOT/bench/lib.sh"`, right after ROOT is set. Sourcing it only
-# defines functions; nothing runs and no variable is set.
+# defines functions and AS_POSTGRES; nothing runs.
 #
 # Globals the functions read (each script sets them; a function needs only those it names):
 #   PROG          the prefix of messages: "bench", "scale", "soak"
@@ -53,6 +53,12 @@
 #   metrics_counts TIMEOUT "CLIENTS SERVERS": pgmedic's own totals from its /metrics (HPORT),
 #                          "? ?" if they cannot be read within TIMEOUT s
 #   save_metrics FILE      pgmedic's /metrics (HPORT) into FILE; fails if it cannot be read
+#   pgbouncer_config PORT POOL_SIZE
+#                          TMP/pgbouncer/pgbouncer.ini (and its userlist): transaction pooling
+#                          of DB on the cluster (PGPORT) for user postgres, trust auth, on
+#                          127.0.0.1:PORT; owned by postgres when run as root
+#   AS_POSTGRES            (set when sourced) the prefix that runs a command as the postgres
+#                          system user when run as root (PgBouncer refuses root); empty otherwise
 
 say()  { printf '== %s\n' "$*"; }
 die()  { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
@@ -156,3 +162,40 @@ with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
     open(sys.argv[2], "wb").write(r.read())
 EOF
 }
+
+pgbouncer_config() {    # pgbouncer_config PORT POOL_SIZE
+    mkdir -p "$TMP/pgbouncer"
+    # PgBouncer needs an auth_file even with auth_type = trust: the user must be listed.
+    echo '"postgres" ""' >"$TMP/pgbouncer/userlist.txt"
+    cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+$DB = host=127.0.0.1 port=$PGPORT dbname=$DB user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $1
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/pgbouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = $2
+max_client_conn = 1000
+admin_users = postgres
+ignore_startup_parameters = extra_float_digits
+; per-connection log lines would cost PgBouncer time in the -C workload
+log_connections = 0
+log_disconnections = 0
+log_stats = 0
+EOF
+    [ "$(id -u)" != 0 ] || chown -R postgres: "$TMP/pgbouncer"
+}
+
+# PgBouncer refuses to run as root: run it as the postgres system user. setpriv execs the
+# program, so $! of a background job is PgBouncer's own pid (a shell function would leave
+# a subshell in between, and SIGTERM would not reach PgBouncer).
+# shellcheck disable=SC2034  # used by the scripts that source this file
+AS_POSTGRES=()
+if [ "$(id -u)" = 0 ]; then
+    # shellcheck disable=SC2034
+    AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+fi

@@ -171,13 +171,6 @@ find_proxy() {
     CPU_START[$name]=${st#* }
 }
 
-# PgBouncer refuses to run as root: run it as the postgres system user. setpriv execs the
-# program, so $! of the background job is PgBouncer's own pid (a shell function would
-# leave a subshell in between, and SIGTERM would not reach PgBouncer).
-AS_POSTGRES=()
-if [ "$(id -u)" = 0 ]; then
-    AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups --)
-fi
 
 # --- servers --------------------------------------------------------------------------
 PORTS=$(free_ports 5)
@@ -193,30 +186,7 @@ psql_direct -c "CREATE DATABASE $DB" postgres
 pgbench_init
 
 say "PgBouncer $("$PGBOUNCER_BIN" --version 2>/dev/null | head -n 1 | awk '{print $2}') on 127.0.0.1:$BPORT (transaction pooling, pool $POOL_SIZE)"
-mkdir -p "$TMP/pgbouncer"
-# PgBouncer needs an auth_file even with auth_type = trust: the user must be listed.
-echo '"postgres" ""' >"$TMP/pgbouncer/userlist.txt"
-cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
-[databases]
-$DB = host=127.0.0.1 port=$PGPORT dbname=$DB user=postgres
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BPORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $TMP/pgbouncer/userlist.txt
-pool_mode = transaction
-default_pool_size = $POOL_SIZE
-max_client_conn = 1000
-admin_users = postgres
-ignore_startup_parameters = extra_float_digits
-; per-connection log lines would cost PgBouncer time in the -C workload
-log_connections = 0
-log_disconnections = 0
-log_stats = 0
-EOF
-[ "$(id -u)" != 0 ] || chown -R postgres: "$TMP/pgbouncer"
+pgbouncer_config "$BPORT" "$POOL_SIZE"
 "${AS_POSTGRES[@]}" "$PGBOUNCER_BIN" "$TMP/pgbouncer/pgbouncer.ini" >"$OUT/pgbouncer.log" 2>&1 &
 PROC_PID[pgbouncer]=$!
 wait_listening "$BPORT" "${PROC_PID[pgbouncer]}" pgbouncer

@@ -122,6 +122,23 @@ const char *cli_json_str(const json_t *obj, const char *key)
 	return json_string_value(json_object_get(obj, key));
 }
 
+int cli_stdout_done(char *err, size_t errlen)
+{
+	if (fflush(stdout) == 0)
+		return 0;
+	snprintf(err, errlen, "cannot write to standard output: %s", strerror(errno));
+	return -1;
+}
+
+int cli_put_json(const json_t *doc, char *err, size_t errlen)
+{
+	if (json_dumpf(doc, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', stdout) == EOF) {
+		snprintf(err, errlen, "cannot write to standard output: %s", strerror(errno));
+		return -1;
+	}
+	return cli_stdout_done(err, errlen);
+}
+
 const char *cli_fmt_bytes(char *buf, size_t len, double b)
 {
 	static const char *const units[] = {"kB", "MB", "GB", "TB"};

@@ -60,6 +60,11 @@ const char *cli_fmt_bytes(char *buf, size_t len, double b);
 /* The end of an --http command's option parsing: no stray argument, a URL given
  * and valid.  CLI_OK, or the usage error's exit code. */
 int cli_http_args(const char *cmd, int optind_, int argc, char **argv, const char *url, struct cli_url *u);
+/* Flushes standard output: 0, or -1 with "cannot write to standard output: ..." in
+ * err (a closed pipe, a full disk). */
+int cli_stdout_done(char *err, size_t errlen);
+/* doc as indented JSON and a newline on standard output, flushed; as cli_stdout_done. */
+int cli_put_json(const json_t *doc, char *err, size_t errlen);
 /* Display width of UTF-8 text (code points; every one counted as one column). */
 size_t cli_utf8_width(const char *s);
 /* Writes at most `width` columns of s to f (one line: control characters and runs

@@ -270,11 +270,8 @@ int cli_doctor(int argc, char **argv)
 	if (schema) {
 		if (advise_schema(conn, &doc, err, sizeof(err)) < 0)
 			goto fail;
-		if (json_dumpf(doc, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', stdout) == EOF ||
-		    fflush(stdout) != 0) {
-			snprintf(err, sizeof(err), "cannot write to standard output: %s", strerror(errno));
+		if (cli_put_json(doc, err, sizeof(err)) < 0)
 			goto fail;
-		}
 		ret = CLI_OK;
 		goto done;
 	}
@@ -329,10 +326,8 @@ int cli_doctor(int argc, char **argv)
 		printf("CREATE/DROP INDEX CONCURRENTLY cannot run inside a transaction block: run the SQL on its own\n"
 		       "(in a Django migration: atomic = False, or AddIndexConcurrently from django.contrib.postgres).\n");
 	}
-	if (fflush(stdout) != 0) {
-		snprintf(err, sizeof(err), "cannot write to standard output: %s", strerror(errno));
+	if (cli_stdout_done(err, sizeof(err)) < 0)
 		goto fail;
-	}
 	ret = CLI_OK;
 	goto done;
 fail:

@@ -444,11 +444,8 @@ int cli_report(int argc, char **argv)
 	}
 	if (as_json) {
 		/* as it came (re-indented): consumers get exactly the endpoint's contract */
-		if (json_dumpf(doc, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', stdout) == EOF ||
-		    fflush(stdout) != 0) {
-			snprintf(err, sizeof(err), "cannot write to standard output: %s", strerror(errno));
+		if (cli_put_json(doc, err, sizeof(err)) < 0)
 			goto fail;
-		}
 		ret = CLI_OK;
 		goto done;
 	}
@@ -472,10 +469,8 @@ int cli_report(int argc, char **argv)
 	if (shown < n)
 		printf(ELLIPSIS " %zu more (--limit 0 shows all)\n\n", n - shown);
 	summary(stdout, v, n, (size_t)width);
-	if (fflush(stdout) != 0) {
-		snprintf(err, sizeof(err), "cannot write to standard output: %s", strerror(errno));
+	if (cli_stdout_done(err, sizeof(err)) < 0)
 		goto fail;
-	}
 	ret = CLI_OK;
 	goto done;
 fail:

@@ -118,11 +118,8 @@ int cli_snapshot(int argc, char **argv)
 		if (write_file(snap, out, err, sizeof(err)) < 0)
 			goto fail;
 	} else {
-		if (json_dumpf(snap, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', stdout) == EOF ||
-		    fflush(stdout) != 0) {
-			snprintf(err, sizeof(err), "cannot write to standard output: %s", strerror(errno));
+		if (cli_put_json(snap, err, sizeof(err)) < 0)
 			goto fail;
-		}
 	}
 	ret = CLI_OK;
 	goto done;

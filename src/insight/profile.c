@@ -234,12 +234,10 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 	/* Texts without constants are the ones that repeat exactly (extended protocol,
 	 * prepared statements); texts with inlined numbers repeat their shape. */
 	if (n.nconst == 0) {
-		pr->cache_misses++;
 		cache_put(ce, h, len, false, pr->buf, &n, out);
 	} else if (sh) {
 		struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
 		if (shape_holds(pr, text, len, &n)) {
-			pr->cache_misses++;
 			cache_put(se, sh, sl, true, pr->buf, &n, out);
 		} else {
 			/* Remembered too, so that its texts are not normalized twice each. */

@@ -95,7 +95,7 @@ struct profiler {
 	char *buf2, *shape_buf; /* a variant's normalization; a shape or a variant */
 	size_t buf2cap, shape_cap;
 	struct prof_cache_ent cache[PROF_CACHE];
-	uint64_t cache_hits, shape_hits, cache_misses, normalized, desyncs;
+	uint64_t cache_hits, shape_hits, normalized, desyncs;
 	int app_param;          /* index of application_name in client want[] */
 	struct detector detect; /* N+1 and duplicate findings */
 	/* what the advisor found (owned here, filled on the loop by proxy/advice.c) */
