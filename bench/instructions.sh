@@ -15,7 +15,8 @@
 # per workload: pgbench -t 50 to warm up, counters zeroed, pgbench -c CLIENTS -t XACTS,
 # counters dumped; Ir/xact = instructions in the dump / transactions.
 #
-# Workloads: select_simple (-S -M simple), select_extended (-S -M extended).
+# Workloads: select_simple (-S -M simple), select_extended (-S -M extended), rows_simple
+# (WORKLOADS=rows_simple: a SELECT of 100 rows per transaction, the per-row cost).
 # Environment: XACTS (2000 per client), CLIENTS (4), POOL_SIZE (4), WORKLOADS,
 # PGMEDIC_BIN (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN.
 # Output: a table on stdout and build/bench-instructions/instructions.md; the callgrind
@@ -34,7 +35,7 @@ PY=/usr/bin/python3
 XACTS=${XACTS:-2000}
 CLIENTS=${CLIENTS:-4}
 POOL_SIZE=${POOL_SIZE:-4}
-WORKLOADS=${WORKLOADS:-select_simple select_extended}
+WORKLOADS=${WORKLOADS:-select_simple select_extended rows_simple}
 SCALE=1
 DB=bench
 OUT=$ROOT/build/bench-instructions
@@ -64,9 +65,22 @@ workload_args() {
     case $1 in
         select_simple)   echo "-S -M simple" ;;
         select_extended) echo "-S -M extended" ;;
+        rows_simple)     echo "-f $TMP/rows.sql -M simple" ;;
         *) return 1 ;;
     esac
 }
+workload_label() {
+    case $1 in
+        rows_simple) echo "100-row SELECT, -M simple" ;;
+        *) workload_args "$1" ;;
+    esac
+}
+# rows_simple: 100 rows per transaction, so that the per-row cost shows.
+cat >"$TMP/rows.sql" <<'EOF'
+\set aid random(1, 100000 - 100)
+SELECT aid, abalance FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 99;
+EOF
+chmod 644 "$TMP/rows.sql"
 
 start_postgres 50
 psql_direct -c "CREATE DATABASE $DB" postgres
@@ -104,7 +118,7 @@ measure() {
         # the newest dump of this process: its summary line is the instructions since -z
         dumps=$(ls -t "$OUT/$t.$VG_PID.out".* 2>/dev/null | head -n 1)
         [ -n "$dumps" ] || die "$t: no callgrind dump"
-        n=$(sed -n 's/^summary: *//p' "$dumps" | head -n 1)
+        n=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$dumps" | head -n 1)
         [ -n "$n" ] || die "$t: no summary in $dumps"
         IR[$t,$w]=$(( n / (CLIENTS * XACTS) ))
         say "$t $w: ${IR[$t,$w]} instructions per transaction"
@@ -121,7 +135,7 @@ ratio() { "$PY" -c "import sys; print('%.2f' % (int(sys.argv[1]) / int(sys.argv[
     echo "| workload | PgBouncer Ir/xact | pgmedic Ir/xact | pgmedic profile=off Ir/xact | Ir pgmedic/PgBouncer | Ir profiling on/off |"
     echo "|---|---:|---:|---:|---:|---:|"
     for w in $WORKLOADS; do
-        echo "| $(workload_args "$w") | ${IR[pgbouncer,$w]} | ${IR[pgmedic,$w]} | ${IR[pgmedic_noprof,$w]} |" \
+        echo "| $(workload_label "$w") | ${IR[pgbouncer,$w]} | ${IR[pgmedic,$w]} | ${IR[pgmedic_noprof,$w]} |" \
             "$(ratio "${IR[pgmedic,$w]}" "${IR[pgbouncer,$w]}") | $(ratio "${IR[pgmedic,$w]}" "${IR[pgmedic_noprof,$w]}") |"
     done
 } | tee "$OUT/instructions.md"

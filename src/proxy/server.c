@@ -803,6 +803,16 @@ void server_process(struct server *sv)
 		}
 		size_t total = (size_t)len + 1;
 		bool whole = avail - pos >= total;
+		if (type == 'D' && whole && sv->state == SV_ACTIVE) {
+			/* A DataRow, the bulk of a result, is relayed as it is: no queue entry
+			 * ends with one and no one inspects it, unless an answer pgmedic makes
+			 * itself is due first or a failed attempt is being replayed. */
+			const struct client *c = sv->client;
+			if (!c || (c->retry_state == RETRY_NONE && !prep_synth_due(c))) {
+				pos += total;
+				continue;
+			}
+		}
 		struct client *tcl = sv->state == SV_ACTIVE && sv->client && sv->client->prep.qlen ? sv->client : NULL;
 		/* With expectations queued, ParseComplete/CloseComplete may have to be
 		 * dropped and CommandComplete tags (DISCARD ALL) read. */

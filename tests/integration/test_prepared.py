@@ -329,6 +329,27 @@ def test_parse_of_statement_already_on_server_keeps_message_order(pg, pgmedic, w
     assert (via.types, via.rows) == (direct.types, direct.rows)
 
 
+def test_synthesized_parse_complete_before_rows_of_a_suspended_portal(pg, pgmedic, wires):
+    """The ParseComplete pgmedic answers itself is due right before DataRows (the
+    next Execute of a suspended portal): it must go out first, not after them."""
+    px = txn(pgmedic, pool_size=1)
+    sql = "SELECT generate_series(1, $1::int)"
+    w, d = wires(px.port), wires(pg.port)
+    assert w.run(Parse("g", sql), Sync()).types == "1Z"
+    d.run(Parse("g", sql), Sync())
+    msgs = (Query("BEGIN"),)
+    assert w.run(*msgs).types == d.run(*msgs).types == "CZ"
+    msgs = (Bind("g", [5], portal="p"), Execute("p", 2), Parse("again", sql), Execute("p", 2), Sync())
+    rd, rv = d.run(*msgs), w.run(*msgs)
+    assert rd.types == "2DDs1DDsZ"
+    assert (rv.types, rv.rows) == (rd.types, rd.rows)
+    assert rv.rows == [["1"], ["2"], ["3"], ["4"]]
+    # the Parse was answered by pgmedic: the server holds the text once
+    assert [s for _, s in server_pgm_statements(w)].count(sql) == 1
+    msgs = (Query("COMMIT"),)
+    assert w.run(*msgs).types == d.run(*msgs).types == "CZ"
+
+
 # ------------------------------------------------------------------ 4. Parse + Flush
 
 def test_parse_flush_without_sync_is_answered(pgmedic, wires):
