@@ -1122,6 +1122,10 @@ void client_unpin(struct client *cl, const char *why)
  * on its server connection until the client leaves (or runs DISCARD ALL). */
 static void check_session_state(struct client *cl, const uint8_t *q, size_t len, bool simple)
 {
+	/* Nearly every statement: no SET to replay, nothing that pins.  A pinned
+	 * client's statements may still release state (below). */
+	if (!cl->pinned && sql_plainly_stateless((const char *)q, len))
+		return;
 	struct sql_set ps;
 	if (simple && !cl->pending_set.kind && cl->pending_rfq == 0 && !cl->in_extended &&
 	    sql_parse_set((const char *)q, len, &ps)) {

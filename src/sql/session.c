@@ -239,9 +239,10 @@ static bool letters_at(const char *q, size_t len, size_t i, const char *kw, size
 /* The quick look that settles most statements (every SELECT, INSERT, UPDATE and
  * DELETE of an ORM) without tokenizing them: true when q is one statement (no ';'
  * before anything but trailing blanks), starts neither with a comment nor with a
- * word statement() looks at, and contains neither "_advisory" nor "set_config" in
- * any case, inside strings and comments included.  Then statement() would find
- * nothing; anything else takes the full scan, so this only ever saves time. */
+ * word statement() or sql_parse_set looks at, and contains neither "_advisory" nor
+ * "set_config" in any case, inside strings and comments included.  Then statement()
+ * would find nothing and sql_parse_set would see no SET; anything else takes the
+ * full scan, so this only ever saves time.  q has no NUL (the caller's strnlen). */
 static bool plainly_stateless(const char *q, size_t len)
 {
 	size_t i = 0;
@@ -255,7 +256,7 @@ static bool plainly_stateless(const char *q, size_t len)
 	static const struct {
 		const char *kw;
 		size_t n;
-	} first[] = {{"set", 3}, {"do", 2}, {"listen", 6}, {"prepare", 7}, {"create", 6}, {"declare", 7}};
+	} first[] = {{"set", 3}, {"reset", 5}, {"do", 2}, {"listen", 6}, {"prepare", 7}, {"create", 6}, {"declare", 7}};
 	for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++)
 		if (first[k].n == w - i && letters_at(q, len, i, first[k].kw, first[k].n))
 			return false;
@@ -289,6 +290,11 @@ unsigned sql_session_state(const char *q, size_t len)
 {
 	len = pgm_strnlen(q, len);
 	return plainly_stateless(q, len) ? 0 : sql_session_state_scan(q, len);
+}
+
+bool sql_plainly_stateless(const char *q, size_t len)
+{
+	return plainly_stateless(q, pgm_strnlen(q, len));
 }
 
 /* An identifier token as PostgreSQL names it: "Quoted" kept, else lower-cased. */

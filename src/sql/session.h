@@ -20,6 +20,9 @@ enum sess_state {
 
 /* Bit set of the session state the text creates (0 for none). */
 unsigned sql_session_state(const char *q, size_t len);
+/* True for most statements of an ORM, told by a quick look: then sql_session_state
+ * is 0 and sql_parse_set finds no SET or RESET.  False says nothing. */
+bool sql_plainly_stateless(const char *q, size_t len);
 /* The same answer by the full token scan alone, without the quick look that
  * settles most statements first (for the tests that compare the two). */
 unsigned sql_session_state_scan(const char *q, size_t len);

@@ -34,9 +34,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (strlen(words[i]) >= 64)
 			abort();
 	struct sql_set ps;
-	if (sql_parse_set(q, size, &ps) == 1 && ps.kind == SQL_SET &&
-	    (ps.value < q || ps.value + ps.value_len > q + size || ps.value_len == 0))
+	int set = sql_parse_set(q, size, &ps);
+	if (set == 1 && ps.kind == SQL_SET && (ps.value < q || ps.value + ps.value_len > q + size || ps.value_len == 0))
 		abort();
+	if (sql_plainly_stateless(q, size) && (bits || set != 0))
+		abort(); /* the quick look's promise to check_session_state */
 	char name[64];
 	if (sql_drop_database_target(q, size, name, sizeof(name)) == 1 && (name[0] == 0 || strlen(name) >= 64))
 		abort();

@@ -168,6 +168,36 @@ static void test_quick_look_agrees_with_full_scan(void **state)
 	}
 }
 
+/* The quick look's promise to the proxy: a statement it settles has no session
+ * state and is no SET or RESET; ORM statements are settled by it. */
+static void test_plainly_stateless(void **state)
+{
+	(void)state;
+	const char *plain[] = {
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 42;",
+		"SELECT \"books_book\".\"id\" FROM \"books_book\" WHERE \"books_book\".\"id\" = 1 LIMIT 21",
+		"INSERT INTO t (a) VALUES (1) RETURNING id",
+		"UPDATE t SET a = 1 WHERE id = 2",
+		"BEGIN",
+		"settle",
+	};
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		assert_true(sql_plainly_stateless(plain[i], strlen(plain[i])));
+	const char *not_plain[] = {
+		"SET x = 1", " reset TimeZone", "RESET ALL", "/* c */ SELECT 1", "-- c\nSELECT 1",
+		"SELECT 1; SELECT 2", "SELECT pg_advisory_lock(1)", "SELECT set_config('a', 'b', false)",
+		"LISTEN x", "DO $$ begin end $$",
+	};
+	struct sql_set ps;
+	for (size_t i = 0; i < sizeof(not_plain) / sizeof(not_plain[0]); i++) {
+		const char *q = not_plain[i];
+		assert_false(sql_plainly_stateless(q, strlen(q)));
+		/* each is something: a SET/RESET, state, a comment or a second statement */
+		assert_true(sql_parse_set(q, strlen(q), &ps) == 1 || sql_session_state(q, strlen(q)) != 0 ||
+			    strchr(q, ';') || strchr("-/", q[0]));
+	}
+}
+
 static unsigned rel(const char *q) { return sql_session_release(q, strlen(q)); }
 
 static void test_release(void **state)
@@ -276,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_parse_set),
 		cmocka_unit_test(test_every_prefix_is_safe),
 		cmocka_unit_test(test_quick_look_agrees_with_full_scan),
+		cmocka_unit_test(test_plainly_stateless),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
