@@ -253,13 +253,19 @@ static bool plainly_stateless(const char *q, size_t len)
 	size_t w = i;
 	while (w < len && ident_char(q[w]))
 		w++;
-	static const struct {
-		const char *kw;
-		size_t n;
-	} first[] = {{"set", 3}, {"reset", 5}, {"do", 2}, {"listen", 6}, {"prepare", 7}, {"create", 6}, {"declare", 7}};
-	for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++)
-		if (first[k].n == w - i && letters_at(q, len, i, first[k].kw, first[k].n))
-			return false;
+	/* The first words that matter: set, reset, do, declare, listen, prepare, create
+	 * (the first letter and the length pick the one to compare). */
+	const char *kw = NULL;
+	switch (w - i ? (unsigned char)q[i] | 0x20 : 0) {
+	case 's': kw = "set"; break;
+	case 'r': kw = "reset"; break;
+	case 'd': kw = w - i == 2 ? "do" : "declare"; break;
+	case 'l': kw = "listen"; break;
+	case 'p': kw = "prepare"; break;
+	case 'c': kw = "create"; break;
+	}
+	if (kw && strlen(kw) == w - i && letters_at(q, len, i, kw, w - i))
+		return false;
 	const char *semi = memchr(q + w, ';', len - w);
 	for (const char *r = semi ? semi + 1 : q + len; r < q + len; r++)
 		if (!isspace((unsigned char)*r) && *r != ';')

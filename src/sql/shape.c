@@ -24,9 +24,28 @@ static inline __attribute__((always_inline)) size_t run_end(const unsigned char 
 	return j;
 }
 
-#define ONES 0x0101010101010101ull
-#define SWAR (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) /* the word loop below needs it */
+/* Bytes that end a plain stretch: digits and NUL. */
+static const unsigned char stops[256] = {[0] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+					 ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1};
 
+/* Copies s[0..CHUNK) to d and returns how many of those bytes come before the
+ * first digit or NUL (CHUNK when none is there); s has CHUNK bytes readable. */
+#ifdef __SSE2__
+#include <emmintrin.h>
+#define CHUNK 16
+static inline size_t plain_chunk(const unsigned char *s, char *d)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+	_mm_storeu_si128((__m128i *)(void *)d, v);
+	__m128i t = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+	__m128i dig = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(9)), t); /* (c - '0') < 10, unsigned */
+	unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(dig, _mm_cmpeq_epi8(v, _mm_setzero_si128())));
+	return m ? (size_t)__builtin_ctz(m) : CHUNK;
+}
+#elif __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Eight bytes in a word (the first flagged byte is the lowest on little-endian). */
+#define CHUNK 8
+#define ONES 0x0101010101010101ull
 /* The high bit of the bytes of w below n (0 < n <= 128), by the classic bit trick:
  * nonzero exactly when one is, and its lowest set bit marks the first such byte
  * (a borrow only runs upwards, so bytes above a flagged one may be flagged too). */
@@ -35,9 +54,16 @@ static inline uint64_t less_mask(uint64_t w, unsigned n)
 	return (w - ONES * n) & ~w & (ONES * 0x80);
 }
 
-/* Bytes that end a plain stretch: digits and NUL. */
-static const unsigned char stops[256] = {[0] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-					 ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1};
+static inline size_t plain_chunk(const unsigned char *s, char *d)
+{
+	uint64_t w;
+	memcpy(&w, s, 8);
+	memcpy(d, &w, 8);
+	uint64_t m = less_mask(w ^ (ONES * '0'), 10) | less_mask(w, 1);
+	/* the lowest flagged byte is exact (little-endian); later ones may not be */
+	return m ? (size_t)__builtin_ctzll(m) / 8 : CHUNK;
+}
+#endif
 
 long sql_shape(const char *q, size_t len, char *out, size_t cap, size_t *nruns)
 {
@@ -47,19 +73,17 @@ long sql_shape(const char *q, size_t len, char *out, size_t cap, size_t *nruns)
 	if (cap < len)
 		return -1;
 	while (i < len) {
-		if (SWAR && len - i >= 8) {
-			/* Eight bytes at a time up to the first digit or NUL. */
-			uint64_t w;
-			memcpy(&w, s + i, 8);
-			uint64_t m = less_mask(w ^ (ONES * '0'), 10) | less_mask(w, 1);
-			memcpy(out + o, &w, 8); /* o <= i, so o + 8 <= len <= cap */
-			/* the lowest flagged byte is exact (little-endian); later ones may not be */
-			size_t k = m ? (size_t)__builtin_ctzll(m) / 8 : 8;
+#ifdef CHUNK
+		if (len - i >= CHUNK) {
+			/* A chunk at a time up to the first digit or NUL; o <= i, so the
+			 * chunk's copy ends within len <= cap. */
+			size_t k = plain_chunk(s + i, out + o);
 			o += k;
 			i += k;
-			if (k == 8)
+			if (k == CHUNK)
 				continue;
 		}
+#endif
 		unsigned char c = s[i];
 		if (!stops[c]) {
 			out[o++] = (char)c;

@@ -21,6 +21,39 @@ static void norm(const char *q, size_t len, char **out, struct sql_norm *r)
 		abort();
 }
 
+static bool ident_byte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$' ||
+	       c >= 0x80;
+}
+
+/* shape.h's definition, one byte at a time: what the chunked scan must produce. */
+static long ref_shape(const unsigned char *q, size_t len, char *out, size_t *nruns)
+{
+	size_t o = 0;
+	*nruns = 0;
+	for (size_t i = 0; i < len;) {
+		if (!q[i])
+			return -1;
+		if (q[i] < '0' || q[i] > '9') {
+			out[o++] = (char)q[i++];
+			continue;
+		}
+		size_t j = i;
+		while (j < len && q[j] >= '0' && q[j] <= '9')
+			j++;
+		if ((i == 0 || !ident_byte(q[i - 1])) && (j == len || !ident_byte(q[j]))) {
+			out[o++] = 0;
+			(*nruns)++;
+		} else {
+			memcpy(out + o, q + i, j - i);
+			o += j - i;
+		}
+		i = j;
+	}
+	return (long)o;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* Exact-size copies: any read past the end is an ASan report. */
@@ -33,6 +66,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	long sl = sql_shape(q, size, shape, size, &nruns);
 	if (sl > (long)size || (sl < 0 && !memchr(q, 0, size)) || (sl >= 0 && memchr(q, 0, size)))
 		abort(); /* -1 exactly when the text has a NUL; never longer than the text */
+	char *ref = malloc(size ? size : 1);
+	size_t ref_runs;
+	long rl = ref_shape(data, size, ref, &ref_runs);
+	if (rl != sl || (sl >= 0 && (ref_runs != nruns || memcmp(ref, shape, (size_t)sl) != 0)))
+		abort(); /* the chunked scan agrees with the definition */
+	free(ref);
 	char *variant = malloc(2 * size + 1);
 	long vl = sql_shape_variant(q, size, variant, 2 * size);
 	if (vl < (long)size || vl > (long)(2 * size))
