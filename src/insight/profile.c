@@ -378,7 +378,7 @@ static void request_add(struct prof_client *pc, const struct prof_ev *e, uint64_
 		return;
 	if (pc->nitems == pc->capitems) {
 		uint32_t nc = pc->capitems ? pc->capitems * 2 : 32;
-		if (nc > 16384)
+		if (nc > 8192)
 			return; /* a batch job, not a request: the first 8192 statements are enough */
 		struct det_item *nv = realloc(pc->items, nc * sizeof(*nv));
 		if (!nv)

@@ -7,19 +7,6 @@
 #include <string.h>
 #include <strings.h>
 
-enum pg_frame pg_frame_header(const uint8_t *buf, size_t avail, uint8_t *type, uint32_t *len)
-{
-	if (avail < 5)
-		return PG_FRAME_NEED_MORE;
-	uint32_t l = pg_get_u32(buf + 1);
-	/* A length under 4 cannot even cover itself; over 1 GiB PostgreSQL refuses too. */
-	if (l < 4 || l > PG_MAX_MSG_LEN)
-		return PG_FRAME_BAD;
-	*type = buf[0];
-	*len = l;
-	return PG_FRAME_OK;
-}
-
 enum pg_frame pg_frame_startup(const uint8_t *buf, size_t avail, uint32_t *len)
 {
 	if (avail < 4)

@@ -34,9 +34,6 @@ enum pg_frame {
 	PG_FRAME_BAD = -1,
 };
 
-/* A regular message header: type byte + int32 length (which counts itself).
- * On PG_FRAME_OK, *type and *len (the int32, >= 4) are set.  Never reads past avail. */
-enum pg_frame pg_frame_header(const uint8_t *buf, size_t avail, uint8_t *type, uint32_t *len);
 /* The untyped startup-phase packet: int32 length (counting itself) then body. */
 enum pg_frame pg_frame_startup(const uint8_t *buf, size_t avail, uint32_t *len);
 
@@ -63,6 +60,23 @@ static inline uint32_t pg_get_u32(const uint8_t *p)
 {
 	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
+
+/* A regular message header: type byte + int32 length (which counts itself).
+ * On PG_FRAME_OK, *type and *len (the int32, >= 4) are set.  Never reads past avail.
+ * Inline: it runs once per message in both directions. */
+static inline enum pg_frame pg_frame_header(const uint8_t *buf, size_t avail, uint8_t *type, uint32_t *len)
+{
+	if (avail < 5)
+		return PG_FRAME_NEED_MORE;
+	uint32_t l = pg_get_u32(buf + 1);
+	/* A length under 4 cannot even cover itself; over 1 GiB PostgreSQL refuses too. */
+	if (l < 4 || l > PG_MAX_MSG_LEN)
+		return PG_FRAME_BAD;
+	*type = buf[0];
+	*len = l;
+	return PG_FRAME_OK;
+}
+
 static inline void pg_put_u32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24);

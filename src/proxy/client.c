@@ -1595,7 +1595,7 @@ void client_process(struct client *cl)
 	} else if (!forward_range(cl, pos)) {
 		return;
 	}
-	if (track && prep_synth_due(cl))
+	if (track && prep_synth_due(&cl->prep))
 		prep_drain_synth(cl);
 	if (staged && cl->state != CL_DEAD && conn_in_avail(&cl->c) >= 5 && !cl->stream_left)
 		client_process(cl); /* a Terminate or a bad message stopped the batch */

@@ -457,16 +457,11 @@ static bool final_for(uint8_t kind, uint8_t type)
 	}
 }
 
-bool prep_synth_due(const struct client *cl)
-{
-	return cl->prep.qlen && cl->prep.q[cl->prep.qhead].action == PQ_SYNTH;
-}
-
 void prep_drain_synth(struct client *cl)
 {
 	uint8_t buf[5 * 16];
 	size_t n = 0;
-	while (prep_synth_due(cl)) {
+	while (prep_synth_due(&cl->prep)) {
 		struct pq_entry *e = q_head(cl);
 		if (cl->prep.in_error) {
 			q_pop(cl, cl->server, true); /* PostgreSQL would skip it too */

@@ -97,8 +97,12 @@ enum prep_verdict { PREP_FORWARD = 0, PREP_DROP = 1 };
  * header; body is NULL unless the whole message is there): forward or drop. */
 enum prep_verdict prep_on_server_msg(struct client *cl, struct server *sv, uint8_t type, const uint8_t *body,
 				     size_t blen);
-/* Is a synthesized response due (the head of the queue)? */
-bool prep_synth_due(const struct client *cl);
+/* Is a synthesized response due (the head of the client's queue)?  Inline: it is
+ * asked once per server message. */
+static inline bool prep_synth_due(const struct prep_client *p)
+{
+	return p->qlen && p->q[p->qhead].action == PQ_SYNTH;
+}
 /* Sends every due synthesized response to the client. */
 void prep_drain_synth(struct client *cl);
 

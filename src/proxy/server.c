@@ -808,7 +808,7 @@ void server_process(struct server *sv)
 			 * ends with one and no one inspects it, unless an answer pgmedic makes
 			 * itself is due first or a failed attempt is being replayed. */
 			const struct client *c = sv->client;
-			if (!c || (c->retry_state == RETRY_NONE && !prep_synth_due(c))) {
+			if (!c || (c->retry_state == RETRY_NONE && !prep_synth_due(&c->prep))) {
 				pos += total;
 				continue;
 			}
@@ -846,7 +846,7 @@ void server_process(struct server *sv)
 		size_t blen = len - 4;
 		if (tcl) {
 			/* Responses pgmedic answered itself go out first, in order. */
-			if (prep_synth_due(tcl)) {
+			if (prep_synth_due(&tcl->prep)) {
 				if (!relay_range(sv, pos))
 					return;
 				pos = 0;
@@ -982,7 +982,7 @@ void server_process(struct server *sv)
 			return;
 		}
 	}
-	if (sv->state != SV_DEAD && relay_range(sv, pos) && sv->client && prep_synth_due(sv->client))
+	if (sv->state != SV_DEAD && relay_range(sv, pos) && sv->client && prep_synth_due(&sv->client->prep))
 		prep_drain_synth(sv->client);
 }
 
