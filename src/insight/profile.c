@@ -402,13 +402,13 @@ static void push(struct profiler *pr, struct prof_client *pc, uint8_t kind, cons
 			return;
 		}
 		for (uint32_t i = 0; i < pc->n; i++)
-			nv[i] = pc->ev[(pc->head + i) % pc->cap];
+			nv[i] = pc->ev[(pc->head + i) & (pc->cap - 1)];
 		free(pc->ev);
 		pc->ev = nv;
 		pc->cap = nc;
 		pc->head = 0;
 	}
-	struct prof_ev *e = &pc->ev[(pc->head + pc->n) % pc->cap];
+	struct prof_ev *e = &pc->ev[(pc->head + pc->n) & (pc->cap - 1)];
 	memset(e, 0, sizeof(*e));
 	e->kind = kind;
 	e->start_us = now;
@@ -429,7 +429,7 @@ static struct prof_ev *front(struct prof_client *pc)
 
 static void pop(struct prof_client *pc)
 {
-	pc->head = (pc->head + 1) % pc->cap;
+	pc->head = (pc->head + 1) & (pc->cap - 1);
 	if (--pc->n == 0)
 		pc->head = 0;
 }

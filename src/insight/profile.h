@@ -53,7 +53,7 @@ struct prof_ev {
 
 struct prof_client {
 	struct prof_ev *ev;
-	uint32_t head, n, cap;
+	uint32_t head, n, cap;     /* a ring; cap is 0 or a power of two */
 	struct prof_ref unnamed_stmt, unnamed_portal;
 	struct prof_named *stmts, *portals;
 	uint32_t nstmts, capstmts, nportals, capportals;
