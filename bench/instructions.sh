@@ -16,7 +16,8 @@
 # counters dumped; Ir/xact = instructions in the dump / transactions.
 #
 # Workloads: select_simple (-S -M simple), select_extended (-S -M extended), rows_simple
-# (WORKLOADS=rows_simple: a SELECT of 100 rows per transaction, the per-row cost).
+# (a SELECT of 100 rows per transaction: the per-row cost), tagged_simple (the -S query
+# with the tag comment pgmedic_django adds, a new request_id each time).
 # Environment: XACTS (2000 per client), CLIENTS (4), POOL_SIZE (4), WORKLOADS,
 # PGMEDIC_BIN (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN.
 # Output: a table on stdout and build/bench-instructions/instructions.md; the callgrind
@@ -35,7 +36,7 @@ PY=/usr/bin/python3
 XACTS=${XACTS:-2000}
 CLIENTS=${CLIENTS:-4}
 POOL_SIZE=${POOL_SIZE:-4}
-WORKLOADS=${WORKLOADS:-select_simple select_extended rows_simple}
+WORKLOADS=${WORKLOADS:-select_simple select_extended rows_simple tagged_simple}
 SCALE=1
 DB=bench
 OUT=$ROOT/build/bench-instructions
@@ -66,12 +67,14 @@ workload_args() {
         select_simple)   echo "-S -M simple" ;;
         select_extended) echo "-S -M extended" ;;
         rows_simple)     echo "-f $TMP/rows.sql -M simple" ;;
+        tagged_simple)   echo "-f $TMP/tagged.sql -M simple" ;;
         *) return 1 ;;
     esac
 }
 workload_label() {
     case $1 in
         rows_simple) echo "100-row SELECT, -M simple" ;;
+        tagged_simple) echo "-S with a Django tag comment, -M simple" ;;
         *) workload_args "$1" ;;
     esac
 }
@@ -80,7 +83,13 @@ cat >"$TMP/rows.sql" <<'EOF'
 \set aid random(1, 100000 - 100)
 SELECT aid, abalance FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 99;
 EOF
-chmod 644 "$TMP/rows.sql"
+# tagged_simple: the -S query as pgmedic_django sends it, its request_id new each time.
+cat >"$TMP/tagged.sql" <<'EOF'
+\set aid random(1, 100000)
+\set rid random(1, 1000000000)
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid /*controller='bench.views.account',request_id=':rid',route='%2Faccounts%2F'*/;
+EOF
+chmod 644 "$TMP/rows.sql" "$TMP/tagged.sql"
 
 start_postgres 50
 psql_direct -c "CREATE DATABASE $DB" postgres

@@ -46,6 +46,7 @@ void prof_free(struct profiler *pr)
 	free(pr->buf);
 	free(pr->buf2);
 	free(pr->shape_buf);
+	free(pr->body_buf);
 	if (pr->models)
 		json_decref(pr->models);
 	detect_free(&pr->detect);
@@ -96,16 +97,42 @@ static void tags_route(struct profiler *pr, struct prof_client *pc, const struct
 		else if (t->key_len == 10 && memcmp(t->key, "request_id", 10) == 0)
 			req = t;
 	}
-	char name[512], ctl[512];
-	ctl[0] = 0;
-	if (controller)
-		sql_tag_decode(controller->val, controller->val_len, ctl, sizeof(ctl));
+	/* A request's statements all carry the same tags: the client's previous
+	 * route is found again by the tags as written, without decoding them. */
+	char key[sizeof(pc->tag_key)];
+	size_t kl = 0;
+	size_t rl = route ? route->val_len : 0;
+	if ((route || controller) && rl + (controller ? controller->val_len : 0) + 2 <= sizeof(key)) {
+		/* whether there is a route, its length, the route, the controller */
+		key[kl++] = (char)(route ? 1 + rl : 0);
+		if (route) {
+			memcpy(key + kl, route->val, rl);
+			kl += rl;
+		}
+		if (controller) {
+			memcpy(key + kl, controller->val, controller->val_len);
+			kl += controller->val_len;
+		}
+	}
 	struct route *rt = NULL;
-	if (route) {
-		sql_tag_decode(route->val, route->val_len, name, sizeof(name));
-		rt = stats_route(&pr->store, name, ROUTE_TAG, ctl);
-	} else if (controller) {
-		rt = stats_route(&pr->store, ctl, ROUTE_CONTROLLER, ctl);
+	if (kl && kl == pc->tag_klen && memcmp(key, pc->tag_key, kl) == 0 && pc->tag_rt && pc->tag_rt->used &&
+	    pc->tag_rt->gen == pc->tag_rgen) {
+		rt = pc->tag_rt;
+	} else if (route || controller) {
+		char name[512], ctl[512];
+		ctl[0] = 0;
+		if (controller)
+			sql_tag_decode(controller->val, controller->val_len, ctl, sizeof(ctl));
+		if (route) {
+			sql_tag_decode(route->val, route->val_len, name, sizeof(name));
+			rt = stats_route(&pr->store, name, ROUTE_TAG, ctl);
+		} else {
+			rt = stats_route(&pr->store, ctl, ROUTE_CONTROLLER, ctl);
+		}
+		pc->tag_klen = (uint16_t)(rt ? kl : 0);
+		memcpy(pc->tag_key, key, pc->tag_klen);
+		pc->tag_rt = rt;
+		pc->tag_rgen = rt ? rt->gen : 0;
 	} else {
 		rt = app_route(pr, pc, id);
 	}
@@ -135,8 +162,8 @@ static void cache_use(struct profiler *pr, struct prof_client *pc, const struct 
 	}
 }
 
-static void cache_put(struct prof_cache_ent *ce, uint64_t h, size_t len, bool shape, const char *query,
-		      const struct sql_norm *n, const struct prof_ref *ref)
+static void cache_put(struct prof_cache_ent *ce, uint64_t h, size_t len, bool shape, bool tail_ok,
+		      const char *query, const struct sql_norm *n, const struct prof_ref *ref)
 {
 	char *copy = malloc(n->len + 1);
 	if (!copy)
@@ -148,12 +175,14 @@ static void cache_put(struct prof_cache_ent *ce, uint64_t h, size_t len, bool sh
 	ce->h = h;
 	ce->len = (uint32_t)len;
 	ce->shape = shape;
+	ce->tail_ok = tail_ok;
 	ce->fp = n->fingerprint;
-	/* An application_name route is per client, not per text. */
-	bool tagged = ref->rt && ref->rt->source != ROUTE_APP;
+	/* An application_name route is per client, not per text; a tag comment that
+	 * is not part of the key is per text too. */
+	bool tagged = !tail_ok && ref->rt && ref->rt->source != ROUTE_APP;
 	ce->rt = tagged ? ref->rt : NULL;
 	ce->rgen = tagged ? ref->rgen : 0;
-	ce->req = ref->req;
+	ce->req = tail_ok ? 0 : ref->req;
 }
 
 static bool grow(char **buf, size_t *cap, size_t need)
@@ -182,37 +211,93 @@ static bool shape_holds(struct profiler *pr, const char *q, size_t len, const st
 	       v.len == n->len && memcmp(pr->buf2, pr->buf, n->len) == 0;
 }
 
+/* Django with pgmedic_django (and other sqlcommenter users) ends every text with
+ * a tag comment whose request_id makes it unique, so neither the exact text nor
+ * its shape would ever repeat.  Such a text is looked up by its BODY, the text
+ * without that comment: t->body (in pr->body_buf), with the comment's own tags in
+ * t->tags.  Only a body cache entry marked tail_ok is used for it: one made when a
+ * text with a tag comment normalized exactly as its body, with exactly the
+ * comment's tags; the comment was then a comment of the statement (not inside a
+ * string, say), and so is any other tag comment after a body of that exact text or
+ * shape (tests/fuzz/fuzz_tagtail.c checks this on arbitrary bytes). */
+struct tag_tail {
+	const char *body;
+	size_t body_len;
+	struct sql_norm tags;
+};
+
+static bool tag_tail(struct profiler *pr, const char *text, size_t len, struct tag_tail *t)
+{
+	size_t c0, c1;
+	char none[64]; /* a comment normalizes to nothing */
+	if (!sql_tag_tail(text, len, &c0, &c1) ||
+	    sql_normalize(text + c0, c1 - c0, none, sizeof(none), &t->tags) != 0 || t->tags.ntags == 0 ||
+	    t->tags.len != 0 || !grow(&pr->body_buf, &pr->body_cap, len - (c1 - c0) + 1))
+		return false;
+	memcpy(pr->body_buf, text, c0);
+	memcpy(pr->body_buf + c0, text + c1, len - c1);
+	t->body = pr->body_buf;
+	t->body_len = len - (c1 - c0);
+	return true;
+}
+
+/* Whether text (normalized to n, in pr->buf) normalizes as its body, with the tag
+ * comment's tags and no other: then the body's entries may serve such texts. */
+static bool tail_holds(struct profiler *pr, const struct tag_tail *t, const struct sql_norm *n)
+{
+	if (n->ntags != t->tags.ntags || !grow(&pr->buf2, &pr->buf2cap, SQL_NORM_BOUND(t->body_len)))
+		return false;
+	for (int i = 0; i < n->ntags && i < SQL_MAX_TAGS; i++)
+		if (n->tags[i].key != t->tags.tags[i].key || n->tags[i].key_len != t->tags.tags[i].key_len ||
+		    n->tags[i].val != t->tags.tags[i].val || n->tags[i].val_len != t->tags.tags[i].val_len)
+			return false;
+	struct sql_norm b;
+	return sql_normalize(t->body, t->body_len, pr->buf2, pr->buf2cap, &b) == 0 && b.ntags == 0 &&
+	       b.len == n->len && b.nconst == n->nconst && memcmp(pr->buf2, pr->buf, n->len) == 0;
+}
+
 /* Normalizes a statement text into its statistics entry and route: from the
- * cache when this exact text, or another of its shape, was normalized before. */
+ * cache when this exact text, or another of its shape, was normalized before
+ * (for a text with a trailing tag comment: its body). */
 static void resolve(struct profiler *pr, struct prof_client *pc, const struct prof_ident *id, const char *text,
 		    size_t len, struct prof_ref *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (len > PROF_MAX_TEXT)
 		len = PROF_MAX_TEXT;
-	uint64_t h = XXH3_64bits(text, len) | 1;
+	struct tag_tail tail;
+	bool tailed = len <= PROF_SHAPE_MAX && tag_tail(pr, text, len, &tail);
+	/* The key: the text, or its body.  Its hash also tells an N+1 (other
+	 * parameters) from a duplicate (the same) within one request. */
+	const char *key = tailed ? tail.body : text;
+	size_t klen = tailed ? tail.body_len : len;
+	uint64_t h = XXH3_64bits(key, klen) | 1;
 	out->params = h;
 	struct prof_cache_ent *ce = &pr->cache[h & (PROF_CACHE - 1)];
-	if (ce->h == h && ce->len == len && !ce->shape) {
+	if (ce->h == h && ce->len == klen && !ce->shape && (!tailed || ce->tail_ok)) {
 		/* A text seen before (a parameterized statement): no normalizing. */
 		pr->cache_hits++;
 		cache_use(pr, pc, id, ce, text, len, out);
+		if (tailed)
+			tags_route(pr, pc, &tail.tags, id, out);
 		return;
 	}
 	/* Literals inlined (psycopg 2): perhaps another text of the same shape. */
 	uint64_t sh = 0;
 	size_t sl = 0;
-	if (len <= PROF_SHAPE_MAX && grow(&pr->shape_buf, &pr->shape_cap, len + 1)) {
+	if (klen <= PROF_SHAPE_MAX && grow(&pr->shape_buf, &pr->shape_cap, klen + 1)) {
 		size_t nruns;
-		long l = sql_shape(text, len, pr->shape_buf, pr->shape_cap, &nruns);
+		long l = sql_shape(key, klen, pr->shape_buf, pr->shape_cap, &nruns);
 		if (l >= 0 && nruns) {
 			sl = (size_t)l;
 			sh = XXH3_64bits_withSeed(pr->shape_buf, sl, 0x5348415045ull) | 1;
 			struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
-			if (se->h == sh && se->len == sl && se->shape) {
+			if (se->h == sh && se->len == sl && se->shape && (!tailed || se->tail_ok)) {
 				if (se->query) {
 					pr->shape_hits++;
 					cache_use(pr, pc, id, se, text, len, out);
+					if (tailed)
+						tags_route(pr, pc, &tail.tags, id, out);
 					return;
 				}
 				sh = 0; /* a shape whose numbers show: normalize, without checking again */
@@ -229,20 +314,24 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 	tags_route(pr, pc, &n, id, out);
 	out->qs = qs;
 	out->qgen = qs ? qs->gen : 0;
-	if (!qs)
+	if (!qs || (tailed && !tail_holds(pr, &tail, &n)))
 		return;
 	/* Texts without constants are the ones that repeat exactly (extended protocol,
-	 * prepared statements); texts with inlined numbers repeat their shape. */
+	 * prepared statements); texts with inlined numbers repeat their shape.  What
+	 * is checked of a shape is checked of the key (the body has no tags). */
+	struct sql_norm kn = n;
+	if (tailed)
+		kn.ntags = 0;
 	if (n.nconst == 0) {
-		cache_put(ce, h, len, false, pr->buf, &n, out);
+		cache_put(ce, h, klen, false, tailed, pr->buf, &kn, out);
 	} else if (sh) {
 		struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
-		if (shape_holds(pr, text, len, &n)) {
-			cache_put(se, sh, sl, true, pr->buf, &n, out);
+		if (shape_holds(pr, key, klen, &kn)) {
+			cache_put(se, sh, sl, true, tailed, pr->buf, &kn, out);
 		} else {
 			/* Remembered too, so that its texts are not normalized twice each. */
 			free(se->query);
-			*se = (struct prof_cache_ent){.h = sh, .len = (uint32_t)sl, .shape = true};
+			*se = (struct prof_cache_ent){.h = sh, .len = (uint32_t)sl, .shape = true, .tail_ok = tailed};
 		}
 	}
 }

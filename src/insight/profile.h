@@ -59,6 +59,10 @@ struct prof_client {
 	uint32_t nstmts, capstmts, nportals, capportals;
 	struct route *app_rt;      /* the application_name route (app_route()) */
 	uint32_t app_rgen;
+	struct route *tag_rt;      /* the route of the last route/controller tags seen */
+	uint32_t tag_rgen;
+	uint16_t tag_klen;
+	char tag_key[192];         /* those tags as written (tags_route()) */
 	uint64_t pending_wait_us;  /* waited for a server: charged to the next statement */
 	uint64_t last_end_us;      /* when the previous event of the queue ended */
 	/* the request in progress: by request id tag, else by idle gaps (detect.h) */
@@ -78,6 +82,8 @@ struct prof_cache_ent {
 	uint32_t len;           /* of the text or of the shape */
 	bool shape;             /* keyed by shape (sql/shape.h): texts with numbers;
 				 * query NULL: a shape whose numbers show (not cached) */
+	bool tail_ok;           /* the key is a text without its trailing tag comment,
+				 * and texts with one normalize as without it (profile.c) */
 	uint32_t qlen;          /* of query */
 	uint64_t fp;
 	struct route *rt;       /* from the text's tags */
@@ -94,6 +100,8 @@ struct profiler {
 	size_t bufcap;
 	char *buf2, *shape_buf; /* a variant's normalization; a shape or a variant */
 	size_t buf2cap, shape_cap;
+	char *body_buf;         /* a text without its trailing tag comment */
+	size_t body_cap;
 	struct prof_cache_ent cache[PROF_CACHE];
 	uint64_t cache_hits, shape_hits, normalized, desyncs;
 	int app_param;          /* index of application_name in client want[] */

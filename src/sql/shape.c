@@ -130,3 +130,19 @@ long sql_shape_variant(const char *q, size_t len, char *out, size_t cap)
 	}
 	return (long)o;
 }
+
+bool sql_tag_tail(const char *q, size_t len, size_t *c0, size_t *c1)
+{
+	size_t e = len;
+	while (e > 0 && (q[e - 1] == ';' || q[e - 1] == ' ' || (q[e - 1] >= '\t' && q[e - 1] <= '\r')))
+		e--;
+	if (e < 4 || q[e - 1] != '/' || q[e - 2] != '*')
+		return false;
+	/* back to the last star or slash before the closing pair: the opening one */
+	const char *star = memrchr(q, '*', e - 2), *slash = memrchr(q, '/', e - 2);
+	if (!star || star == q || star[-1] != '/' || (slash && slash > star))
+		return false;
+	*c0 = (size_t)(star - 1 - q);
+	*c1 = e;
+	return true;
+}

@@ -26,6 +26,7 @@
 #ifndef PGMEDIC_SHAPE_H
 #define PGMEDIC_SHAPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Writes the shape of q[0..len) to out and returns its length, with the number of
@@ -36,5 +37,13 @@ long sql_shape(const char *q, size_t len, char *out, size_t cap, size_t *nruns)
 /* Writes q with a '0' appended to every free run; returns its length, or -1 when
  * cap is too small (cap >= 2 * len always suffices). */
 long sql_shape_variant(const char *q, size_t len, char *out, size_t cap) __attribute__((warn_unused_result));
+
+/* A trailing comment the way sqlcommenter adds one: a block comment of k='v'
+ * pairs at the end of the text, then perhaps ';' and blanks.  True, with the comment's bounds q[*c0..*c1), when the
+ * text ends so and the comment holds no '*' or '/' between its delimiters (tag
+ * values are URL-encoded, so a real one never does).  Syntax only: whether it is
+ * a comment of the statement at all (not inside a string or a line comment) is
+ * for the caller to check, by normalizing (insight/profile.c). */
+bool sql_tag_tail(const char *q, size_t len, size_t *c0, size_t *c1) __attribute__((warn_unused_result));
 
 #endif

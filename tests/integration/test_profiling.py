@@ -119,6 +119,39 @@ def test_shape_cache_keeps_shown_numbers_apart(pgmedic, table):
     assert texts == {"normalized": 12, "text_cache": 0, "shape_cache": 39}, texts
 
 
+def test_tagged_texts_found_by_their_body(pgmedic, table):
+    """Texts that end with a sqlcommenter comment (pgmedic_django: its request_id
+    makes each one unique) are found in the cache by the text without it, with
+    each text's own route and request; a "comment" that is not one of the statement
+    (here inside a line comment) is never split off."""
+    px = pgmedic(pool_mode="transaction", pool_size=2)
+    conn = px.connect()
+    conn.autocommit = True
+    cur = conn.cursor()
+    for r in range(4):
+        tag = f"/*controller='shop.views.t',request_id='r{r}',route='%%2Ft%%2F{r % 2}'*/"
+        for i in range(1, 11):
+            cur.execute("SELECT v FROM prof_t WHERE id = %s " + tag, (i + r,))
+        cur.execute("SELECT count(*) AS tagged_count FROM prof_t " + tag.replace("%%", "%") + ";")
+    for i in range(1, 6):
+        cur.execute(f"SELECT v AS in_line_comment FROM prof_t WHERE id = {i} -- /*route='%2Fnot%2F'*/")
+    conn.close()
+
+    qs = queries(px)
+    sel = find(qs, "select v from prof_t where id = $1")
+    assert sel["calls"] == 40 and sel["rows"] == 40
+    assert find(qs, "as tagged_count")["calls"] == 4
+    assert find(qs, "as in_line_comment")["calls"] == 5
+    routes = {r["route"]: r for r in api(px, "/api/routes?limit=0")["routes"]}
+    assert {k: (v["requests"], v["calls"]) for k, v in routes.items() if k.startswith("/t/")} == \
+        {"/t/0": (2, 22), "/t/1": (2, 22)}
+    assert not [k for k in routes if "not" in k], routes.keys()
+    texts = {labels["via"]: v for labels, v in px.metrics().series("pgmedic_profile_texts_total")}
+    # normalized: the first select and the first count (their bodies then cached),
+    # and the 5 line-comment texts every time (no tag comment of theirs to split off)
+    assert texts == {"normalized": 7, "text_cache": 3, "shape_cache": 39}, texts
+
+
 def test_extended_protocol_and_pipeline(pgmedic, table):
     px = pgmedic(pool_mode="transaction", pool_size=2)
     with psycopg.connect(px.dsn(), autocommit=True, prepare_threshold=0) as conn:

@@ -76,12 +76,45 @@ static void test_variant(void **state)
 	assert_int_equal(sql_shape_variant("1 2 3", 5, out, 8), 8);
 }
 
+/* The trailing comment sqlcommenter adds: found from the end, its bounds exact. */
+static void test_tag_tail(void **state)
+{
+	(void)state;
+	const struct {
+		const char *q;
+		long c0, c1; /* -1: none */
+	} cases[] = {
+		{"SELECT 1 /*route='%2Fa%2F'*/", 9, 28},
+		{"SELECT 1 /*a='b'*/;", 9, 18},
+		{"SELECT 1 /*a='b'*/ ;\n", 9, 18},
+		{"/**/", 0, 4},
+		{"SELECT 1", -1, -1},
+		{"SELECT 1 /*a='b'*/ x", -1, -1},     /* not at the end */
+		{"SELECT 1 /*a='%2F/'*/", -1, -1},    /* a slash inside */
+		{"SELECT 1 /*a*b*/", -1, -1},         /* a star inside */
+		{"SELECT 1 */", -1, -1},              /* no opening */
+		{"*/", -1, -1},
+		{"/*/", -1, -1},
+		{"", -1, -1},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t c0 = 99, c1 = 99;
+		bool found = sql_tag_tail(cases[i].q, strlen(cases[i].q), &c0, &c1);
+		assert_int_equal(found, cases[i].c0 >= 0);
+		if (found) {
+			assert_int_equal(c0, cases[i].c0);
+			assert_int_equal(c1, cases[i].c1);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_free_runs),
 		cmocka_unit_test(test_nul_and_bounds),
 		cmocka_unit_test(test_variant),
+		cmocka_unit_test(test_tag_tail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
