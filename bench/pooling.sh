@@ -25,6 +25,8 @@
 #   select_connect    -S -C -M simple    a new client connection for every transaction
 #   select_prepared   -S -M prepared     named prepared statements, reused across transactions;
 #                                        PgBouncer 1.18 in transaction mode cannot do this (expected FAIL)
+#   select_tagged     -f tagged.sql      the -S query with the tag comment pgmedic_django adds
+#                                        (controller, route, a new request_id every time), simple
 #
 # Output: a table on stdout, build/bench/pooling.md (markdown), build/bench/results.tsv
 # (one line per run, with the proxy's CPU ticks), build/bench/raw/*.log (every pgbench
@@ -54,7 +56,7 @@ CLIENTS=${CLIENTS:-20}
 JOBS=${JOBS:-2}
 SCALE=${SCALE:-10}
 POOL_SIZE=${POOL_SIZE:-20}
-ALL_WORKLOADS="select_simple select_extended tpcb_simple select_connect select_prepared"
+ALL_WORKLOADS="select_simple select_extended tpcb_simple select_connect select_prepared select_tagged"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 PROFILE_OFF_TARGET=${PROFILE_OFF_TARGET:-1}
 # pgmedic_noprof: a second pgmedic, the same binary and flags plus --set profile=off.
@@ -74,6 +76,7 @@ workload_args() {
         tpcb_simple)     echo "-M simple" ;;
         select_connect)  echo "-S -C -M simple" ;;
         select_prepared) echo "-S -M prepared" ;;
+        select_tagged)   echo "-f ${TMP:-}/tagged.sql -M simple" ;;
         *) return 1 ;;
     esac
 }
@@ -95,6 +98,13 @@ TMP=$(mktemp -d /tmp/pgmedic-bench.XXXXXX)
 chmod 755 "$TMP"            # the postgres user must reach $TMP/pg and $TMP/pgbouncer
 rm -rf "$OUT"
 mkdir -p "$OUT/raw"
+# select_tagged: the -S query as pgmedic_django sends it (psycopg 2 inlines the numbers).
+cat >"$TMP/tagged.sql" <<'EOF'
+\set aid random(1, 100000 * :scale)
+\set rid random(1, 1000000000)
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid /*controller='bench.views.account',request_id=':rid',route='%2Faccounts%2F'*/;
+EOF
+chmod 644 "$TMP/tagged.sql"
 PG_STARTED=0
 # Per pooler target (pgbouncer, pgmedic, pgmedic_noprof): the pid started by the script, its
 # listen port and, for the pgmedics, their /metrics port.
@@ -346,13 +356,14 @@ LAT_TARGETS = ["direct", "pgbouncer", "pgmedic"]
 NOPROF = "pgmedic_noprof" in TARGETS
 NAME = {"direct": "direct", "pgbouncer": "pgbouncer", "pgmedic": "pgmedic",
         "pgmedic_noprof": "pgmedic noprof"}
-ORDER = ["select_simple", "select_extended", "tpcb_simple", "select_connect", "select_prepared"]
+ORDER = ["select_simple", "select_extended", "tpcb_simple", "select_connect", "select_prepared", "select_tagged"]
 LABEL = {
     "select_simple": "-S -M simple",
     "select_extended": "-S -M extended",
     "tpcb_simple": "TPC-B -M simple",
     "select_connect": "-S -C -M simple",
     "select_prepared": "-S -M prepared",
+    "select_tagged": "-S + Django tags",
 }
 EXPECTED_FAIL = {("select_prepared", "pgbouncer")}
 

@@ -93,7 +93,8 @@ static void profile_metrics(struct proxy *p, struct evbuffer *b)
 	evbuffer_add_printf(b, "pgmedic_profile_fingerprints_evicted_total %llu\n", (unsigned long long)s->evicted);
 	header(b, "pgmedic_profile_texts_total", "counter",
 	       "Statement texts resolved to a fingerprint, by how: normalized, or found in the cache by exact text "
-	       "or by shape (the same text but for its numbers).");
+	       "or by shape (the same text but for its numbers); a text ending with a sqlcommenter tag comment "
+	       "is looked up without it.");
 	evbuffer_add_printf(b, "pgmedic_profile_texts_total{via=\"normalized\"} %llu\n",
 			    (unsigned long long)p->prof.normalized);
 	evbuffer_add_printf(b, "pgmedic_profile_texts_total{via=\"text_cache\"} %llu\n",
