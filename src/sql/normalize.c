@@ -9,11 +9,14 @@
  * and every intended difference from libpg_query are documented in normalize.h.
  *
  * Speed: one pass (the scanner is inlined into the printer's loop), table-driven
- * character classes and spacing, memchr for the bodies of strings and quoted
- * identifiers, a perfect hash for keywords compared eight bytes at a time, a
- * one-branch fast path for tokens that change no context, a fused scan-and-print
- * "fast lane" (fast_lane()) for runs of such tokens when no list is open,
- * word-at-a-time lower-casing and fixed-size copies of tokens, no allocation.
+ * character classes and spacing, word-at-a-time search for the end of quoted
+ * identifiers (memchr for strings and long ones), perfect hashes for keywords
+ * compared eight bytes at a time, a one-branch fast path for tokens that change
+ * no context, a fused scan-and-print "fast lane" (fast_lane()) that takes most
+ * tokens of a typical statement with their context in local variables (Django's
+ * "t"."a", "t"."b" as one piece), an IN (1, 2, 3) list collapsed in one scan
+ * (in_list_fast()), word-at-a-time lower-casing and fixed-size copies of
+ * tokens, no allocation.
  * bench/normalize_bench.c measures it; `make normident` checks that a change
  * meant to keep the output keeps it byte for byte. */
 #include "sql/normalize.h"
@@ -25,20 +28,21 @@
 
 /* ---------------------------------------------------------------- characters */
 
-enum { C_SP = 1, C_IS = 2, C_IC = 4, C_DG = 8, C_OP = 16, C_OPX = 32, C_CM = 64 };
+enum { C_SP = 1, C_IS = 2, C_IC = 4, C_DG = 8, C_OP = 16, C_OPX = 32, C_CM = 64, C_TK = 128 };
 
 /* scan.l: space [ \t\n\r\f] (we add \v as PostgreSQL 16 does, and NUL, which the
  * server never sees inside a query); ident_start [A-Za-z\200-\377_]; ident_cont
  * adds [0-9$]; op_chars [~!@#^&|`?+\-*\/%<>=], C_OPX marking those that let an
- * operator end in + or -.  C_CM: the bytes that can start a comment (- and /). */
+ * operator end in + or -.  C_CM: the bytes that can start a comment (- and /).
+ * C_TK: those that end a sqlcommenter key besides spaces (= , '). */
 static const unsigned char cc[256] = {
 	[0] = C_SP, ['\t'] = C_SP, ['\n'] = C_SP, ['\v'] = C_SP, ['\f'] = C_SP, ['\r'] = C_SP, [' '] = C_SP,
 	['A' ... 'Z'] = C_IS | C_IC, ['a' ... 'z'] = C_IS | C_IC, ['_'] = C_IS | C_IC, [0x80 ... 0xff] = C_IS | C_IC,
 	['0' ... '9'] = C_IC | C_DG, ['$'] = C_IC,
-	['+'] = C_OP, ['-'] = C_OP | C_CM, ['*'] = C_OP, ['/'] = C_OP | C_CM, ['<'] = C_OP, ['>'] = C_OP, ['='] = C_OP,
+	['+'] = C_OP, ['-'] = C_OP | C_CM, ['*'] = C_OP, ['/'] = C_OP | C_CM, ['<'] = C_OP, ['>'] = C_OP, ['='] = C_OP | C_TK,
 	['~'] = C_OP | C_OPX, ['!'] = C_OP | C_OPX, ['@'] = C_OP | C_OPX, ['#'] = C_OP | C_OPX,
 	['%'] = C_OP | C_OPX, ['^'] = C_OP | C_OPX, ['&'] = C_OP | C_OPX, ['|'] = C_OP | C_OPX,
-	['`'] = C_OP | C_OPX, ['?'] = C_OP | C_OPX,
+	['`'] = C_OP | C_OPX, ['?'] = C_OP | C_OPX, [','] = C_TK, ['\''] = C_TK,
 };
 
 #define CLS(c) (cc[(unsigned char)(c)])
@@ -67,6 +71,15 @@ static inline uint64_t lower8(uint64_t x)
 	uint64_t gt_z = h + 0x2525252525252525ull;   /* high bit: byte > 'Z' */
 	uint64_t up = (ge_a ^ gt_z) & ~x & 0x8080808080808080ull;
 	return x | (up >> 2);
+}
+
+#define ONES8 0x0101010101010101ull
+
+/* The high bit of the lowest zero byte of x is set, and maybe (a borrow) those
+ * of higher bytes, but none of lower ones: only the lowest is ever used. */
+static inline uint64_t zero_bytes(uint64_t x)
+{
+	return (x - ONES8) & ~x & (ONES8 << 7);
 }
 
 /* Generated keyword table (see the comment above kw_lookup). */
@@ -210,6 +223,28 @@ static const unsigned char kwslot[512] = {
 	[9] = 47, [11] = 27, [18] = 63, [19] = 38, [20] = 102, [25] = 6, [28] = 68, [30] = 10, [31] = 15, [37] = 13, [39] = 77, [41] = 75, [43] = 86, [45] = 12, [46] = 64, [55] = 5, [57] = 11, [59] = 1, [60] = 29, [78] = 20, [83] = 25, [88] = 73, [89] = 40, [93] = 2, [103] = 61, [107] = 26, [115] = 32, [117] = 99, [118] = 98, [120] = 33, [121] = 88, [123] = 91, [131] = 17, [132] = 30, [141] = 24, [146] = 66, [149] = 3, [157] = 71, [167] = 76, [182] = 28, [184] = 60, [194] = 22, [195] = 100, [197] = 74, [198] = 37, [202] = 23, [205] = 35, [209] = 41, [212] = 51, [213] = 104, [216] = 59, [221] = 96, [226] = 52, [230] = 18, [231] = 87, [240] = 95, [243] = 39, [250] = 82, [252] = 84, [254] = 53, [255] = 14, [258] = 21, [259] = 94, [263] = 50, [290] = 43, [294] = 56, [300] = 80, [301] = 48, [306] = 97, [311] = 85, [314] = 65, [323] = 81, [325] = 70, [326] = 16, [327] = 45, [331] = 69, [332] = 58, [340] = 83, [341] = 101, [348] = 34, [359] = 57, [363] = 92, [364] = 90, [366] = 7, [373] = 42, [384] = 55, [388] = 79, [398] = 9, [408] = 36, [409] = 19, [419] = 31, [422] = 44, [426] = 89, [428] = 93, [440] = 78, [452] = 62, [470] = 49, [481] = 8, [486] = 72, [493] = 103, [495] = 54, [499] = 67, [508] = 46, [509] = 4
 };
 
+/* Keywords of at most eight bytes have a second, cheaper perfect hash for the
+ * scanner's hot path (kw_find8): the lower-cased word as a little-endian integer,
+ * NUL-padded, times KW8_MUL, top nine bits.  KW8_MUL is an odd multiplier found
+ * by trying random ones until the keywords of kwtab[] up to eight bytes fell in
+ * distinct slots; kwslot8[] holds their kwtab index (0: none).  A new keyword of
+ * up to eight bytes needs a new search (or a check that its slot is free). */
+#if LE64
+#define KW8_MUL 0x94eafc854b9ceb25ull
+static const unsigned char kwslot8[512] = {
+	[6] = 78, [13] = 92, [14] = 56, [15] = 79, [19] = 3, [25] = 43, [26] = 39, [27] = 15, [30] = 27, [35] = 22,
+	[36] = 77, [38] = 11, [47] = 1, [51] = 59, [54] = 30, [58] = 67, [60] = 62, [61] = 89, [69] = 103,
+	[77] = 61, [79] = 41, [88] = 24, [91] = 101, [92] = 97, [94] = 93, [105] = 49, [108] = 66, [114] = 37,
+	[117] = 40, [118] = 102, [125] = 2, [127] = 83, [134] = 38, [146] = 55, [153] = 60, [157] = 23, [166] = 74,
+	[169] = 29, [170] = 42, [174] = 50, [182] = 35, [187] = 86, [196] = 57, [203] = 48, [232] = 96, [237] = 13,
+	[257] = 99, [264] = 88, [270] = 26, [274] = 18, [275] = 80, [276] = 64, [281] = 65, [288] = 21, [290] = 32,
+	[301] = 98, [306] = 75, [310] = 94, [314] = 33, [320] = 63, [327] = 47, [328] = 7, [334] = 12, [337] = 51,
+	[340] = 31, [344] = 36, [375] = 34, [385] = 4, [391] = 5, [394] = 46, [396] = 52, [424] = 90, [430] = 72,
+	[431] = 76, [432] = 84, [436] = 44, [439] = 69, [443] = 25, [445] = 68, [451] = 10, [455] = 91, [456] = 95,
+	[457] = 81, [463] = 100, [467] = 28, [469] = 58, [487] = 104, [490] = 17, [495] = 85, [504] = 6
+};
+#endif
+
 /* Keywords: a perfect hash over (length, first, second and last byte) of the
  * lower-cased word, found by a search over the four multipliers; kwtab[0] is the
  * empty "not a keyword" entry.  Adding a keyword means searching new multipliers
@@ -230,6 +265,17 @@ static inline const struct kwent *kw_lookup(const char *s, size_t n)
 	return k;
 }
 
+#if LE64
+/* The keyword of n <= 8 bytes whose lower-cased eight bytes (the word and what
+ * follows it) are lw. */
+static inline __attribute__((always_inline)) const struct kwent *kw_find8(uint64_t lw, size_t n)
+{
+	uint64_t w = lw & (~0ull >> (64 - 8 * n));
+	const struct kwent *k = &kwtab[kwslot8[(w * KW8_MUL) >> 55]];
+	return load8(k->name) == w && k->len == n ? k : &kwtab[0];
+}
+#endif
+
 /* The same for a word of n <= 16 bytes at s when 16 bytes can be read there, or
  * 8 when n <= 8: the lower-cased word is compared as one or two 64-bit integers
  * with the NUL-padded name (little-endian: byte i of the word is bits 8i..8i+7). */
@@ -237,12 +283,8 @@ static inline __attribute__((always_inline)) const struct kwent *kw_lookup8(cons
 									    const char *end)
 {
 #if LE64
-	if (n <= 8 && end - s >= 8) {
-		uint64_t w = lower8(load8(s)) & (~0ull >> (64 - 8 * n));
-		unsigned h = KW_HASH(n, w & 0xff, (w >> 8) & 0xff, (w >> (8 * (n - 1))) & 0xff);
-		const struct kwent *k = &kwtab[kwslot[h]];
-		return (k->len == n && load8(k->name) == w) ? k : &kwtab[0];
-	}
+	if (n <= 8 && end - s >= 8)
+		return kw_find8(lower8(load8(s)), n);
 	if (n > 8 && n <= 16 && end - s >= 16) {
 		uint64_t w0 = lower8(load8(s));
 		uint64_t w1 = lower8(load8(s + 8)) & (~0ull >> (128 - 8 * n));
@@ -302,10 +344,13 @@ struct lex {
 	unsigned char paren_first;/* the next token is the first inside a paren */
 	unsigned char pos_elem;   /* the next token starts a positional list element */
 	unsigned char set_tz, set_interval;
-	unsigned char busy;       /* context above other than paren_first is open: see the fast path */
+	unsigned char busy;       /* context above other than paren_first is open: see the fast path;
+				   * BUSY_POS: only an ORDER BY list (the fast lane copes with it) */
 	unsigned char prev;       /* kind of the previous token */
 	unsigned prev_kw, prev2_kw;
 };
+
+#define BUSY_POS 8 /* above the bits of start, extract, pend, tstate */
 
 static void lex_init(struct lex *lx, const char *q, size_t len, struct sql_norm *res)
 {
@@ -323,6 +368,13 @@ static void lex_init(struct lex *lx, const char *q, size_t len, struct sql_norm 
 /* Just past the run of ident_cont bytes from p. */
 static inline const char *ident_end(const char *p, const char *end)
 {
+	/* eight bytes without the bound check while eight remain (unrolled: a
+	 * test and a branch per byte) */
+	for (; end - p >= 8; p += 8)
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++)
+			if (!(CLS(p[i]) & C_IC))
+				return p + i;
 	while (p < end && (CLS(*p) & C_IC))
 		p++;
 	return p;
@@ -335,21 +387,26 @@ static inline const char *line_end(const char *p, const char *end)
 	return p;
 }
 
-/* p at slash-star; returns just past the matching star-slash (they nest), or end. */
+/* p at slash-star; returns just past the matching star-slash (they nest), or end.
+ * Every slash-star and star-slash holds a '/': memchr goes from one to the next
+ * (a '*' before p belongs to a slash-star already taken). */
 static const char *comment_end(const char *p, const char *end)
 {
 	int depth = 1;
 	p += 2;
-	while (p + 1 < end) {
-		if (p[0] == '*' && p[1] == '/') {
-			p += 2;
+	while (p < end) {
+		const char *q = memchr(p, '/', (size_t)(end - p));
+		if (!q)
+			break;
+		if (q > p && q[-1] == '*') {
+			p = q + 1;
 			if (--depth == 0)
 				return p;
-		} else if (p[0] == '/' && p[1] == '*') {
-			p += 2;
+		} else if (q + 1 < end && q[1] == '*') {
+			p = q + 2;
 			depth++;
 		} else {
-			p++;
+			p = q + 1;
 		}
 	}
 	return end;
@@ -449,12 +506,28 @@ static const char *scan_bstring(const char *p, const char *end)
 	}
 }
 
+/* The first byte c in [p, end), or end.  Identifiers and strings are short: up
+ * to 32 bytes are searched eight at a time in registers (only where eight bytes
+ * can be read), the rest by memchr. */
+static inline __attribute__((always_inline)) const char *find_byte(const char *p, const char *end, unsigned char c)
+{
+#if LE64
+	for (int i = 0; i < 4 && end - p >= 8; i++, p += 8) {
+		uint64_t z = zero_bytes(load8(p) ^ (ONES8 * c));
+		if (z)
+			return p + (__builtin_ctzll(z) >> 3);
+	}
+#endif
+	const char *q = memchr(p, c, (size_t)(end - p));
+	return q ? q : end;
+}
+
 /* p just past the opening double quote. */
 static inline const char *scan_qident(const char *p, const char *end)
 {
 	for (;;) {
-		p = memchr(p, '"', (size_t)(end - p));
-		if (!p)
+		p = find_byte(p, end, '"');
+		if (p == end)
 			return end;
 		if (p + 1 < end && p[1] == '"') {
 			p += 2;
@@ -517,6 +590,18 @@ static const char *scan_number(const char *p, const char *end)
 	return p;
 }
 
+/* The same, inline for the common plain integer: digits followed by a byte that
+ * can continue no number form (nor "trailing junk"). */
+static inline __attribute__((always_inline)) const char *scan_number_inl(const char *p, const char *end)
+{
+	const char *q = p;
+	while (q < end && ISDIGIT(*q))
+		q++;
+	if (q > p && (q == end || (!(CLS(*q) & C_IC) && *q != '.')))
+		return q;
+	return scan_number(p, end);
+}
+
 static inline int is_integer(const char *s, const char *e)
 {
 	if (s == e)
@@ -542,15 +627,27 @@ static void parse_tags(struct sql_norm *res, const char *s, size_t n)
 		if (i == n)
 			break;
 		size_t k0 = i;
-		while (i < n && s[i] != '=' && s[i] != ',' && s[i] != '\'' && !(CLS(s[i]) & C_SP))
+		while (i < n && !(CLS(s[i]) & (C_SP | C_TK)))
 			i++;
 		if (i == k0 || i + 1 >= n || s[i] != '=' || s[i + 1] != '\'')
 			return;
 		size_t k1 = i;
 		i += 2;
 		size_t v0 = i;
-		while (i < n && s[i] != '\'')
-			i += (s[i] == '\\' && i + 1 < n) ? 2 : 1;
+		for (;;) { /* the closing quote: the first not after a backslash */
+			const char *q = memchr(s + i, '\'', n - i);
+			size_t qi = q ? (size_t)(q - s) : n;
+			const char *b = memchr(s + i, '\\', qi - i);
+			if (!b) {
+				i = qi;
+				break;
+			}
+			i = (size_t)(b - s) + 2; /* \x */
+			if (i >= n) {
+				i = n;
+				break;
+			}
+		}
 		if (i >= n)
 			return;
 		if (nt < SQL_MAX_TAGS)
@@ -789,7 +886,7 @@ static inline __attribute__((always_inline)) void lex_next_inl(struct lex *lx, s
 		goto done;
 	}
 	if ((cls & C_DG) || (c == '.' && p + 1 < end && ISDIGIT(p[1]))) {
-		p = scan_number(p, end);
+		p = scan_number_inl(p, end);
 		if (!num_const(lx))
 			kind = TK_KEEP;
 		else if (pe && emode(lx) == M_ALL && is_integer(s, p) && positional_end(p, end))
@@ -1121,7 +1218,8 @@ prev:
 	lx->prev_kw = kind == TK_WORD ? t->kw : 0;
 	lx->prev = closes_op ? TK_OP : kind;
 	/* what the fast path tests: only this slow path (and lex_init) changes it */
-	lx->busy = lx->start | lx->extract | lx->pend | lx->tstate | (lx->mode == M_SET) | (lx->posdepth >= 0);
+	lx->busy = lx->start | lx->extract | lx->pend | lx->tstate | (lx->mode == M_SET) |
+		   (lx->posdepth >= 0 ? BUSY_POS : 0);
 }
 
 static __attribute__((noinline)) void lex_next(struct lex *lx, struct tok *t)
@@ -1230,7 +1328,7 @@ static inline __attribute__((always_inline)) void put(struct norm *o, const char
 /* Space before a token of kind k after one of kind last (the rules of
  * normalize.h's CANONICAL TEXT): 0 or 1, or 2 when it depends on more than the
  * kinds, that is ( after a word (F_SPAREN) and an operator after '.' ('*'). */
-static const unsigned char sptab[17][17] = {
+static const unsigned char sptab[17][32] = { /* rows of 32: the index is a shift */
 	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1 },
 	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1 },
 	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1 },
@@ -1492,19 +1590,107 @@ static void lists_post(struct norm *o, unsigned char kind, unsigned kw, int d, s
 		list_push(o, L_VALUES, d);
 }
 
+/* The digits of the numbers 1..m written out. */
+static size_t digits_upto(long m)
+{
+	size_t d = 0;
+	for (long p = 1; p <= m; p *= 10)
+		d += (size_t)(m - p + 1);
+	return d;
+}
+
+/* IN (1, 2, 3) as ORMs write it: at least two elements, each one number, '...'
+ * string or $n, separated by commas, with no comment or cast.  Called just after
+ * the '(' that opened the IN list, the only list open, when every constant is
+ * replaced here.  Prints what the general path would have left once the ')'
+ * collapses the list, "$n" MARKER, and stops before the ')'; or, for a list of
+ * another form, does nothing. */
+static void in_list_fast(struct lex *lx, struct norm *o, int *nconst)
+{
+	const char *p = lx->p, *const end = lx->end;
+	long nelem = 0;
+	int nc = 0;
+	unsigned char k;
+	for (;;) {
+		while (p < end && (CLS(*p) & C_SP))
+			p++;
+		if (p >= end)
+			return;
+		if (ISDIGIT(*p) || (*p == '.' && p + 1 < end && ISDIGIT(p[1]))) {
+			p = scan_number_inl(p, end);
+			k = TK_CONST;
+		} else if (*p == '\'') {
+			p = scan_qstring(p + 1, end);
+			k = TK_CONST;
+		} else if (*p == '$' && p + 1 < end && ISDIGIT(p[1])) {
+			p += 2;
+			while (p < end && ISDIGIT(*p))
+				p++;
+			k = TK_PARAM;
+		} else {
+			return;
+		}
+		nc += k == TK_CONST;
+		nelem++;
+		while (p < end && (CLS(*p) & C_SP))
+			p++;
+		if (p >= end || (*p != ',' && *p != ')'))
+			return;
+		if (*p == ')')
+			break;
+		p++;
+	}
+	/* the general path prints every element ("$1, $2, ...") before the ')'
+	 * collapses them: the same overflow when that does not fit */
+	size_t peak = (size_t)(nelem + digits_upto(o->nph + nelem) - digits_upto(o->nph) + 2 * (nelem - 1));
+	if (nelem < 2 || peak > o->cap - o->n)
+		return;
+	put_num(o, ++o->nph);
+	put(o, MARKER, sizeof(MARKER) - 1);
+	o->last = k;
+	o->last_kw = 0;
+	o->nl = o->nph_off = 0;
+	o->lost = 0;
+	*nconst += nc;
+	lx->p = p;
+	lx->prev = k;
+	lx->prev_kw = lx->prev2_kw = 0;
+	lx->paren_first = lx->extract = lx->pos_elem = 0;
+}
+
 /* The fast lane: the tokens that make up most of a typical statement, lexed and
  * printed in one tight loop with the state in local variables, for as long as
  * nothing around needs the full machinery.  It is entered only when lex_next's
- * own fast path would apply to every token (no context open: lx->busy is 0), no
- * list is being collapsed or about to open, no ';' is pending and the last token
- * printed needs nothing more.  It takes quoted identifiers, words that are no
- * keyword with a role here, . and , numbers, strings, $n and the operators made
- * of < > = alone; any other token (parentheses, comments, - + * /, keywords such
- * as IN, AS, NULL...) and any token that might not fit in the output leave the
- * lane before anything of them is consumed, for the general loop to handle
- * exactly as before.  Each token gets exactly the kind, spacing and text the
- * general path would give it (tests/sqldiff/normident.c compares the two). */
-#define LANE_EXIT_KW (F_BOOLNULL | F_ALL | F_AS | F_BY | F_IN | F_ARRAY | F_VALUES)
+ * own fast path would apply to every token (no context open: lx->busy is 0, or
+ * only a positional ORDER BY / GROUP BY list: see pos in fast_lane()), no
+ * list is being collapsed or about to open (or the innermost one is VALUES and
+ * the lane is inside one of its rows, where the list only needs the offsets of
+ * placeholders: see lane_ok()), no ';' is pending and the last token printed
+ * needs nothing more.  It takes words that are no keyword with a role here
+ * (and the first word of a SELECT, INSERT, UPDATE..., the BY that starts an
+ * ORDER BY list, the keyword that ends it), runs of quoted identifiers, . and ,
+ * numbers (with a sign that folds into them), strings, $n, operators, "::name"
+ * casts and parentheses that change no more than the depth; any other token
+ * (comments, keywords such as IN, VALUES, NULL, casts into a type with
+ * modifiers...) and any token that might not fit in the output leave the lane
+ * before anything of them is consumed, for the general loop to handle exactly
+ * as before.  Each token gets exactly the kind, spacing and text the general
+ * path would give it, and the context the same changes (tests/sqldiff/normident.c
+ * compares the two). */
+#define LANE_EXIT_KW (F_BOOLNULL | F_ALL | F_IN | F_ARRAY | F_VALUES)
+
+/* May the lane run?  Inside a row of VALUES (the innermost list, the row's own
+ * depth), lists_pre() and lists_post() do nothing for the lane's tokens. */
+static inline __attribute__((always_inline)) int lane_ok(const struct lex *lx, const struct norm *o, int pend_semi)
+{
+	/* lx->start: a fresh statement, whose first word the lane may take */
+	if (((lx->busy & ~BUSY_POS) && !lx->start) | pend_semi | (o->last_kw & (F_IN | F_ARRAY)))
+		return 0;
+	if (!o->nl)
+		return 1;
+	const struct nlist *l = &o->l[o->nl - 1];
+	return l->kind == L_VALUES && l->vstate == V_INROW && lx->depth == l->depth + 1;
+}
 
 static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, struct norm *o, int *nconst)
 {
@@ -1512,9 +1698,34 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 	char *const out = o->o;
 	const size_t cap = o->cap;
 	size_t n = o->n;
-	unsigned char last = o->last, prev = lx->prev;
-	unsigned last_kw = o->last_kw, prev_kw = lx->prev_kw, prev2_kw = lx->prev2_kw;
-	int nph = o->nph, nc = 0, pf = lx->paren_first, any = 0;
+	/* The lexer's prev and paren_first follow from the kind of the last token
+	 * printed (checked below), o->last_kw and lx->prev_kw are the same (the
+	 * flags of the last token if it is a word: a ';' pending or a marker never
+	 * reach the lane), and prev2_kw is read only when prev_kw has F_NOT: fewer
+	 * variables to keep in registers. */
+	unsigned char last = o->last;
+	unsigned prev_kw = lx->prev_kw, p2 = lx->prev2_kw; /* p2: prev2_kw, for a NOT */
+	int nph = o->nph, nc = 0;
+	const int inlist = o->nl != 0; /* in a VALUES row: record placeholder offsets */
+	/* In an ORDER BY / GROUP BY list (opened and ended here by BY and a clause
+	 * keyword as in lex_next), a comma (the next element may be a position),
+	 * a ')' and a number that starts an element are left to the general path. */
+	const int pos = lx->posdepth >= 0;
+	const unsigned poskw = F_BY | (pos ? F_CLAUSE : 0); /* words that may open or end the list */
+	int nph_off = o->nph_off;
+	int st = lx->start; /* the first token of a statement: only a word here */
+	if (lx->prev != last || lx->paren_first != (last == TK_LPAREN))
+		return; /* after OPERATOR(...), or an empty statement */
+	if (st || (lx->pos_elem && lx->depth == lx->posdepth)) {
+		const char *q = p;
+		while (q < end && (CLS(*q) & C_SP))
+			q++;
+		if (q >= end || (st && !(CLS(*q) & C_IS)) || ISDIGIT(*q) || *q == '.' || (CLS(*q) & C_CM))
+			return; /* nor a number or sign (or a comment before one) that starts an element */
+	}
+	/* pos_elem matters to a number or a sign only, which the lane does not take
+	 * as the first token (above): the token after this lane clears it anyway */
+	lx->pos_elem = 0;
 
 	for (;;) {
 		while (p < end && (CLS(*p) & C_SP))
@@ -1524,29 +1735,98 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 		const char *s = p;
 		unsigned char c = (unsigned char)*p;
 		unsigned char cls = cc[c], kind;
-		unsigned kw = 0;
 		if (cls & C_IS) {
 			if (p + 1 < end && (p[1] == '\'' || p[1] == '&'))
 				break; /* E'', B'', X'', N'', U&'', U&"" */
 			p = ident_end(p + 1, end);
-			const struct kwent *k = kw_lookup8(s, (size_t)(p - s), end);
-			/* the first word in a paren may open a query (qmask) */
-			if ((k->flags & LANE_EXIT_KW) || (pf && (k->flags & F_QUERY))) {
+			size_t tl = (size_t)(p - s);
+			const struct kwent *k;
+#if LE64
+			/* a short word is loaded and lower-cased once, for the lookup
+			 * and for the copy: eight bytes, those past the word lying
+			 * inside the room checked below (written over, or past the end
+			 * of the text) */
+			const int w8 = tl <= 8 && end - s >= 8;
+			const uint64_t lw = w8 ? lower8(load8(s)) : 0;
+			k = w8 ? kw_find8(lw, tl) : kw_lookup8(s, tl, end);
+#else
+			k = kw_lookup(s, tl);
+#endif
+			/* the first word in a paren may open a query (qmask); the first
+			 * of a statement must be SELECT, INSERT, UPDATE... (every
+			 * constant replaced; VALUES opens a list: the general path); the
+			 * AS of CAST(x AS type) opens a type context */
+			if ((k->flags & LANE_EXIT_KW) || (last == TK_LPAREN && (k->flags & F_QUERY)) ||
+			    (st && (k->id != KS_ALL || (k->flags & F_VALUES))) || cap - n < tl + 16 ||
+			    ((k->flags & F_AS) && lx->depth < 64 && (lx->castmask & (1ull << lx->depth)))) {
 				p = s;
 				break;
 			}
-			kw = k->flags;
-			kind = TK_WORD;
+			if (st) {
+				st = lx->start = 0;
+				lx->mode = M_ALL;
+			}
+			out[n] = ' ';
+			n += sptab[TK_WORD][last]; /* 0 or 1 for a word */
+#if LE64
+			if (w8)
+				memcpy(out + n, &lw, 8);
+			else
+#endif
+				copy_lower(out + n, s, tl);
+			n += tl;
+			if (__builtin_expect(k->flags & poskw, 0)) {
+				if ((k->flags & F_BY) && last == TK_WORD && (prev_kw & F_SORTBY) && lx->depth < 64 &&
+				    (lx->qmask & (1ull << lx->depth))) {
+					/* a query-level ORDER BY / GROUP BY list starts: its first
+					 * element, a position maybe, starts the next lane */
+					lx->posdepth = lx->depth;
+					lx->pos_elem = 1;
+					prev_kw = k->flags; /* last is TK_WORD already */
+					break;
+				}
+				if ((k->flags & F_CLAUSE) && lx->depth == lx->posdepth)
+					lx->posdepth = -1; /* and ends (pos stays set: the lane stays careful) */
+			}
+			last = TK_WORD;
+			if (k->flags & F_NOT)
+				p2 = prev_kw;
+			prev_kw = k->flags;
+			continue;
 		} else if (c == '"') {
-			p = scan_qident(p + 1, end);
-			kind = TK_QIDENT;
+			/* quoted identifiers joined by '.' or by ", " (Django's "t"."a",
+			 * "t"."b") print exactly as written: one piece, whose tokens
+			 * change nothing here, the last of them an identifier */
+			for (;;) {
+				p = scan_qident(p + 1, end);
+				if (end - p >= 2 && p[0] == '.' && p[1] == '"')
+					p += 1;
+				else if (end - p >= 3 && p[0] == ',' && p[1] == ' ' && p[2] == '"')
+					p += 2;
+				else
+					break;
+			}
+			size_t tl = (size_t)(p - s);
+			if (cap - n < tl + 16) {
+				p = s;
+				break;
+			}
+			out[n] = ' ';
+			n += sptab[TK_QIDENT][last]; /* 0 or 1 */
+			copy_small(out + n, s, tl);
+			n += tl;
+			last = TK_QIDENT;
+			prev_kw = 0;
+			continue;
 		} else if ((cls & C_DG) || (c == '.' && p + 1 < end && ISDIGIT(p[1]))) {
-			p = scan_number(p, end);
+			p = scan_number_inl(p, end);
 			kind = (!in_typmod(lx) && emode(lx) == M_ALL) ? TK_CONST : TK_KEEP; /* num_const() */
 		} else if (c == '.') {
 			p++;
 			kind = TK_DOT;
 		} else if (c == ',') {
+			if (pos)
+				break;
 			p++;
 			kind = TK_COMMA;
 		} else if (c == '\'') {
@@ -1568,36 +1848,101 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 			if (p + 1 < end && ((c == '-' && p[1] == '-') || (c == '/' && p[1] == '*')))
 				break; /* a comment */
 			p += op_len(p, end);
-			/* a '-' that may fold into the number after it: unary_ctx() && num_const() */
-			if (p - s == 1 && c == '-' &&
-			    (prev == TK_EOF || prev == TK_OP || prev == TK_LPAREN || prev == TK_LBRACK || prev == TK_COMMA ||
-			     prev == TK_SEMI || prev == TK_COLON || (prev == TK_WORD && (prev_kw & F_UNARY))) &&
-			    !in_typmod(lx) && emode(lx) == M_ALL) {
-				p = s;
-				break;
-			}
 			kind = TK_OP;
+			/* a '-' that folds into the number after it, as in lex_next:
+			 * unary_ctx() && num_const(), and the number is not cast */
+			if (p - s == 1 && c == '-' &&
+			    (last == TK_EOF || last == TK_OP || last == TK_LPAREN || last == TK_LBRACK || last == TK_COMMA ||
+			     last == TK_SEMI || last == TK_COLON || (last == TK_WORD && (prev_kw & F_UNARY))) &&
+			    !in_typmod(lx) && emode(lx) == M_ALL) {
+				const char *d = skip_ws(p, end);
+				if (d < end && (ISDIGIT(*d) || (*d == '.' && d + 1 < end && ISDIGIT(d[1])))) {
+					const char *e = scan_number(d, end);
+					const char *r = skip_ws(e, end);
+					if (!(r + 1 < end && r[0] == ':' && r[1] == ':')) {
+						p = e;
+						kind = TK_CONST;
+					}
+				}
+			}
+		} else if (c == ':') {
+			/* x::name, a plain type name followed by nothing that could
+			 * continue a type (a modifier, '.', '[', a word, a comment): the
+			 * type context it opens ends with the next token, so both are
+			 * taken here and leave none */
+			if (end - p < 3 || p[1] != ':' || !(CLS(p[2]) & C_IS) || lx->typmod_depth >= 0)
+				break;
+			const char *w = p + 2, *a;
+			if (w + 1 < end && (w[1] == '\'' || w[1] == '&'))
+				break; /* E'', U&"" */
+			a = ident_end(w + 1, end);
+			size_t wl = (size_t)(a - w);
+			const struct kwent *k = kw_lookup8(w, wl, end);
+			const char *we = a;
+			while (a < end && (CLS(*a) & C_SP))
+				a++;
+			if ((k->flags & LANE_EXIT_KW) || (pos && (k->flags & F_CLAUSE)) || cap - n < wl + 18 ||
+			    (a < end && ((CLS(*a) & (C_IS | C_CM)) || *a == '(' || *a == '[' || *a == '.')))
+				break;
+			out[n] = ' ';
+			n += sptab[TK_CAST][last];
+			out[n] = out[n + 1] = ':';
+			copy_lower(out + n + 2, w, wl); /* no space after :: */
+			n += 2 + wl;
+			p = we;
+			last = TK_WORD;
+			p2 = 0;
+			prev_kw = k->flags;
+			continue;
+		} else if (c == '(') {
+			/* a paren that only opens a depth: not after CAST, OPERATOR,
+			 * EXTRACT or a time function, nor in type modifiers or a list
+			 * (the lane is entered with no type context) */
+			if (lx->depth >= 63 || inlist || lx->typmod_depth >= 0 ||
+			    (last == TK_WORD && (prev_kw & (F_CAST | F_OPERATOR | F_EXTRACT | F_TIMEFN))))
+				break;
+			p++;
+			kind = TK_LPAREN;
+		} else if (c == ')') {
+			/* one that only closes a depth: no type modifiers, EXPLAIN or COPY
+			 * region, ORDER BY list or collapsing list ends with it, and it
+			 * is not OPERATOR(...)'s (the token after is an operand) */
+			if (lx->depth == 0 || lx->depth > 63 || inlist || pos || lx->typmod_depth >= 0 ||
+			    lx->region_depth >= 0 || (lx->opmask & (1ull << lx->depth)))
+				break;
+			p++;
+			kind = TK_RPAREN;
 		} else {
 			break;
 		}
 		size_t tl = (size_t)(p - s);
-		if (cap - n < tl + 16) {
+		if (cap - n < tl + 16 || (inlist && nph_off >= PH_MAX)) {
 			p = s;
 			break; /* maybe no room: the general path knows */
 		}
+		/* the context a paren changes (as lex_next's slow path) */
+		if (kind == TK_LPAREN) {
+			if (last == TK_LPAREN) /* paren_first */
+				lx->qmask |= 1ull << lx->depth;
+			uint64_t bit = 1ull << ++lx->depth;
+			lx->castmask &= ~bit;
+			lx->qmask &= ~bit;
+			lx->opmask &= ~bit;
+		} else if (kind == TK_RPAREN) {
+			lx->depth--;
+		}
 
 		/* print, as emit() */
-		struct tok t = { s, tl, kind, 0, kw };
+		struct tok t = { s, tl, kind, 0, 0 };
 		struct norm sp_o;
 		sp_o.last = last;
-		sp_o.last_kw = last_kw;
+		sp_o.last_kw = prev_kw;
 		out[n] = ' ';
 		n += (size_t)space_before(&sp_o, &t);
-		if (kind == TK_WORD) {
-			copy_lower(out + n, s, tl);
-			n += tl;
-		} else if (kind == TK_CONST || kind == TK_PARAM) {
+		if (kind == TK_CONST || kind == TK_PARAM) {
 			nc += kind == TK_CONST;
+			if (inlist)
+				o->ph_off[nph_off++] = n;
 			size_t nd = 1;
 			int v = ++nph;
 			for (int x = v; x >= 10; x /= 10)
@@ -1617,25 +1962,22 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 			n += tl;
 		}
 		last = kind;
-		last_kw = kw;
-		prev2_kw = prev_kw;
-		prev_kw = kw;
-		prev = kind;
-		pf = 0;
-		any = 1;
+		prev_kw = 0;
 	}
 	lx->p = p; /* at most past whitespace when no token was taken */
-	if (any) {
-		lx->prev = prev;
+	if (n != o->n) { /* a token was taken (each prints something) */
+		lx->prev = last;
 		lx->prev_kw = prev_kw;
-		lx->prev2_kw = prev2_kw;
-		lx->extract = lx->paren_first = lx->pos_elem = 0;
+		lx->prev2_kw = p2; /* right when prev_kw has F_NOT, else never read */
+		lx->extract = 0;
+		lx->paren_first = last == TK_LPAREN;
+		lx->busy = lx->posdepth >= 0 ? BUSY_POS : 0; /* start, if it was set, is not */
 		o->n = n;
 		o->last = last;
-		o->last_kw = last_kw;
+		o->last_kw = prev_kw;
 		o->nph = nph;
 		o->stmt_out = 1;
-		o->tok_ph0 = o->nph_off;
+		o->tok_ph0 = o->nph_off = nph_off;
 		*nconst += nc;
 	}
 }
@@ -1661,8 +2003,11 @@ int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_n
 	o.nl = o.nph_off = o.tok_ph0 = 0;
 	int pend_semi = 0, nconst = 0;
 	for (;;) {
-		if (!(lx.busy | o.nl | pend_semi | (o.last_kw & (F_IN | F_ARRAY))))
+		if (lane_ok(&lx, &o, pend_semi)) {
 			fast_lane(&lx, &o, &nconst);
+			if (lx.p >= lx.end)
+				break; /* lex_next would give TK_EOF and change nothing */
+		}
 		int d = lx.depth;
 		lex_next_inl(&lx, &t);
 		if (t.kind == TK_EOF)
@@ -1692,8 +2037,12 @@ int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_n
 		unsigned char plast = o.last;
 		unsigned plast_kw = o.last_kw;
 		size_t at = emit(&o, &t);
-		if (o.nl | (plast_kw & (F_IN | F_ARRAY)) | (t.kw & F_VALUES))
+		if (o.nl | (plast_kw & (F_IN | F_ARRAY)) | (t.kw & F_VALUES)) {
 			lists_post(&o, t.kind, t.kw, d, at, plast, plast_kw);
+			if (t.kind == TK_LPAREN && o.nl == 1 && o.l[0].kind == L_IN && !o.l[0].nelem && !o.l[0].el_ntok &&
+			    !lx.busy && !in_typmod(&lx) && emode(&lx) == M_ALL)
+				in_list_fast(&lx, &o, &nconst);
+		}
 		if (o.oflow)
 			return -1;
 	}
