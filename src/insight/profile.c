@@ -229,10 +229,10 @@ struct tag_tail {
 static bool tag_tail(struct profiler *pr, const char *text, size_t len, struct tag_tail *t)
 {
 	size_t c0, c1;
-	char none[64]; /* a comment normalizes to nothing */
-	if (!sql_tag_tail(text, len, &c0, &c1) ||
-	    sql_normalize(text + c0, c1 - c0, none, sizeof(none), &t->tags) != 0 || t->tags.ntags == 0 ||
-	    t->tags.len != 0 || !grow(&pr->body_buf, &pr->body_cap, len - (c1 - c0) + 1))
+	if (!sql_tag_tail(text, len, &c0, &c1))
+		return false;
+	sql_comment_tags(text + c0, c1 - c0, &t->tags);
+	if (t->tags.ntags == 0 || !grow(&pr->body_buf, &pr->body_cap, len - (c1 - c0) + 1))
 		return false;
 	memcpy(pr->body_buf, text, c0);
 	memcpy(pr->body_buf + c0, text + c1, len - c1);

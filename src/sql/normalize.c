@@ -590,6 +590,19 @@ static const char *scan_number(const char *p, const char *end)
 	return p;
 }
 
+/* After a '-' (p just past it): the end of the number that follows, which the
+ * sign folds into, with its start in *d; NULL when no number follows or it is
+ * cast (-1::int is -(1::int) to the grammar). */
+static const char *signed_number_end(const char *p, const char *end, const char **d)
+{
+	*d = skip_ws(p, end);
+	if (*d >= end || !(ISDIGIT(**d) || (**d == '.' && *d + 1 < end && ISDIGIT((*d)[1]))))
+		return NULL;
+	const char *e = scan_number(*d, end);
+	const char *r = skip_ws(e, end);
+	return r + 1 < end && r[0] == ':' && r[1] == ':' ? NULL : e;
+}
+
 /* The same, inline for the common plain integer: digits followed by a byte that
  * can continue no number form (nor "trailing junk"). */
 static inline __attribute__((always_inline)) const char *scan_number_inl(const char *p, const char *end)
@@ -663,6 +676,13 @@ static void parse_tags(struct sql_norm *res, const char *s, size_t n)
 	}
 	for (int k = 0; k < nt && res->ntags < SQL_MAX_TAGS; k++)
 		res->tags[res->ntags++] = tmp[k];
+}
+
+void sql_comment_tags(const char *c, size_t n, struct sql_norm *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (n >= 4 && c[0] == '/' && c[1] == '*' && c[n - 2] == '*' && c[n - 1] == '/')
+		parse_tags(res, c + 2, n - 4);
 }
 
 static inline int hexval(char c)
@@ -981,15 +1001,11 @@ static inline __attribute__((always_inline)) void lex_next_inl(struct lex *lx, s
 		if (n == 1 && *s == '-' && unary_ctx(lx) && num_const(lx)) {
 			/* "- 1": one negative constant, as the grammar folds it, unless the
 			 * number is cast (-1::int is -(1::int) to the grammar) */
-			const char *d = skip_ws(p, end);
-			if (d < end && (ISDIGIT(*d) || (*d == '.' && d + 1 < end && ISDIGIT(d[1])))) {
-				const char *e = scan_number(d, end);
-				const char *r = skip_ws(e, end);
-				if (!(r + 1 < end && r[0] == ':' && r[1] == ':')) {
-					p = e;
-					kind = (pe && emode(lx) == M_ALL && is_integer(d, e) && positional_end(e, end)) ? TK_KEEP
-															: TK_CONST;
-				}
+			const char *d, *e = signed_number_end(p, end, &d);
+			if (e) {
+				p = e;
+				kind = (pe && emode(lx) == M_ALL && is_integer(d, e) && positional_end(e, end)) ? TK_KEEP
+														: TK_CONST;
 			}
 		}
 		goto done;
@@ -1855,14 +1871,10 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 			    (last == TK_EOF || last == TK_OP || last == TK_LPAREN || last == TK_LBRACK || last == TK_COMMA ||
 			     last == TK_SEMI || last == TK_COLON || (last == TK_WORD && (prev_kw & F_UNARY))) &&
 			    !in_typmod(lx) && emode(lx) == M_ALL) {
-				const char *d = skip_ws(p, end);
-				if (d < end && (ISDIGIT(*d) || (*d == '.' && d + 1 < end && ISDIGIT(d[1])))) {
-					const char *e = scan_number(d, end);
-					const char *r = skip_ws(e, end);
-					if (!(r + 1 < end && r[0] == ':' && r[1] == ':')) {
-						p = e;
-						kind = TK_CONST;
-					}
+				const char *d, *e = signed_number_end(p, end, &d);
+				if (e) {
+					p = e;
+					kind = TK_CONST;
 				}
 			}
 		} else if (c == ':') {

@@ -139,6 +139,11 @@ int sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_n
  * written or -1. */
 long sql_redact(const char *q, size_t len, char *out, size_t cap) __attribute__((warn_unused_result));
 
+/* The tags of one block comment c[0..n) holding no other comment, as
+ * sql_normalize finds them in it: into res->tags and res->ntags (the rest of *res
+ * zeroed).  Cheaper than normalizing the comment. */
+void sql_comment_tags(const char *c, size_t n, struct sql_norm *res);
+
 /* URL-decodes a tag key or value (%XX) and undoes the sqlcommenter escaping of
  * \' into out (NUL-terminated, truncated to cap - 1 bytes).  Returns bytes written. */
 size_t sql_tag_decode(const char *v, size_t n, char *out, size_t cap);

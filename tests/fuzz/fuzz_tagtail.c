@@ -66,6 +66,11 @@ static bool tail_holds(const char *t, size_t len, size_t c0, size_t cl, bool *fo
 	memcpy(bt, t, c0);
 	memcpy(bt + c0, t + c0 + cl, len - c0 - cl);
 	norm(bt, len - cl, &body);
+	/* the profiler takes the comment's tags from sql_comment_tags: the same */
+	struct sql_norm ct;
+	sql_comment_tags(t + c0, cl, &ct);
+	if (ct.ntags != alone.r.ntags || memcmp(ct.tags, alone.r.tags, sizeof(ct.tags[0]) * (size_t)ct.ntags) != 0)
+		abort();
 	bool ok = alone.r.ntags > 0 && alone.r.len == 0 && body.r.ntags == 0 && same_text(&full, &body) &&
 		  full.r.ntags == alone.r.ntags;
 	for (int i = 0; ok && i < full.r.ntags && i < SQL_MAX_TAGS; i++)
