@@ -141,13 +141,21 @@ static void tags_route(struct profiler *pr, struct prof_client *pc, const struct
 	out->req = req && req->val_len ? XXH3_64bits(req->val, req->val_len) | 1 : 0;
 }
 
-/* A cached normalization (of this exact text, or of its shape). */
+/* A cached normalization (of this exact text, or of its shape).  tags: those of
+ * the text's own trailing comment (the entry is keyed by its body), else NULL. */
 static void cache_use(struct profiler *pr, struct prof_client *pc, const struct prof_ident *id,
-		      struct prof_cache_ent *ce, const char *text, size_t len, struct prof_ref *out)
+		      struct prof_cache_ent *ce, const char *text, size_t len, const struct sql_norm *tags,
+		      struct prof_ref *out)
 {
 	struct qstat *qs = stats_qstat_find(&pr->store, ce->fp, &id->who);
 	if (!qs)
 		qs = stats_qstat(&pr->store, ce->fp, &id->who, ce->query, ce->qlen, text, len);
+	if (tags) {
+		tags_route(pr, pc, tags, id, out);
+		out->qs = qs;
+		out->qgen = qs ? qs->gen : 0;
+		return;
+	}
 	struct route *rt = ce->rt && ce->rt->used && ce->rt->gen == ce->rgen ? ce->rt : NULL;
 	if (!rt && !ce->rt)
 		rt = app_route(pr, pc, id);
@@ -245,12 +253,10 @@ static bool tag_tail(struct profiler *pr, const char *text, size_t len, struct t
  * comment's tags and no other: then the body's entries may serve such texts. */
 static bool tail_holds(struct profiler *pr, const struct tag_tail *t, const struct sql_norm *n)
 {
-	if (n->ntags != t->tags.ntags || !grow(&pr->buf2, &pr->buf2cap, SQL_NORM_BOUND(t->body_len)))
+	/* the same tags: the same spans of the text (at most SQL_MAX_TAGS are kept) */
+	if (n->ntags != t->tags.ntags || memcmp(n->tags, t->tags.tags, sizeof(n->tags[0]) * (size_t)n->ntags) != 0 ||
+	    !grow(&pr->buf2, &pr->buf2cap, SQL_NORM_BOUND(t->body_len)))
 		return false;
-	for (int i = 0; i < n->ntags && i < SQL_MAX_TAGS; i++)
-		if (n->tags[i].key != t->tags.tags[i].key || n->tags[i].key_len != t->tags.tags[i].key_len ||
-		    n->tags[i].val != t->tags.tags[i].val || n->tags[i].val_len != t->tags.tags[i].val_len)
-			return false;
 	struct sql_norm b;
 	return sql_normalize(t->body, t->body_len, pr->buf2, pr->buf2cap, &b) == 0 && b.ntags == 0 &&
 	       b.len == n->len && b.nconst == n->nconst && memcmp(pr->buf2, pr->buf, n->len) == 0;
@@ -277,9 +283,7 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 	if (ce->h == h && ce->len == klen && !ce->shape && (!tailed || ce->tail_ok)) {
 		/* A text seen before (a parameterized statement): no normalizing. */
 		pr->cache_hits++;
-		cache_use(pr, pc, id, ce, text, len, out);
-		if (tailed)
-			tags_route(pr, pc, &tail.tags, id, out);
+		cache_use(pr, pc, id, ce, text, len, tailed ? &tail.tags : NULL, out);
 		return;
 	}
 	/* Literals inlined (psycopg 2): perhaps another text of the same shape. */
@@ -295,9 +299,7 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 			if (se->h == sh && se->len == sl && se->shape && (!tailed || se->tail_ok)) {
 				if (se->query) {
 					pr->shape_hits++;
-					cache_use(pr, pc, id, se, text, len, out);
-					if (tailed)
-						tags_route(pr, pc, &tail.tags, id, out);
+					cache_use(pr, pc, id, se, text, len, tailed ? &tail.tags : NULL, out);
 					return;
 				}
 				sh = 0; /* a shape whose numbers show: normalize, without checking again */
