@@ -69,17 +69,18 @@ static struct route *ref_route(const struct prof_ref *r)
 }
 
 /* The client's application_name route, looked up once per client while the name
- * and the route stay the same. */
+ * (its app_ver) and the route stay the same. */
 static struct route *app_route(struct profiler *pr, struct prof_client *pc, const struct prof_ident *id)
 {
 	if (!id->app || !*id->app)
 		return NULL;
 	struct route *rt = pc->app_rt;
-	if (rt && rt->used && rt->gen == pc->app_rgen && rt->source == ROUTE_APP && strcmp(rt->name, id->app) == 0)
+	if (rt && pc->app_ver == id->app_ver && rt->used && rt->gen == pc->app_rgen)
 		return rt;
 	rt = stats_route(&pr->store, id->app, ROUTE_APP, NULL);
 	pc->app_rt = rt;
 	pc->app_rgen = rt ? rt->gen : 0;
+	pc->app_ver = id->app_ver;
 	return rt;
 }
 
@@ -147,9 +148,17 @@ static void cache_use(struct profiler *pr, struct prof_client *pc, const struct 
 		      struct prof_cache_ent *ce, const char *text, size_t len, const struct sql_norm *tags,
 		      struct prof_ref *out)
 {
-	struct qstat *qs = stats_qstat_find(&pr->store, ce->fp, &id->who);
-	if (!qs)
-		qs = stats_qstat(&pr->store, ce->fp, &id->who, ce->query, ce->qlen, text, len);
+	/* The entry's statistics as found last time, while the pool is the same (no
+	 * hash lookup, no comparison of the database and user names). */
+	struct qstat *qs = ce->qs;
+	if (!qs || !id->who.serial || ce->who != id->who.serial || !qs->used || qs->gen != ce->qgen) {
+		qs = stats_qstat_find(&pr->store, ce->fp, &id->who);
+		if (!qs)
+			qs = stats_qstat(&pr->store, ce->fp, &id->who, ce->query, ce->qlen, text, len);
+		ce->qs = qs;
+		ce->qgen = qs ? qs->gen : 0;
+		ce->who = id->who.serial;
+	}
 	if (tags) {
 		tags_route(pr, pc, tags, id, out);
 		out->qs = qs;
@@ -171,7 +180,7 @@ static void cache_use(struct profiler *pr, struct prof_client *pc, const struct 
 }
 
 static void cache_put(struct prof_cache_ent *ce, uint64_t h, size_t len, bool shape, bool tail_ok,
-		      const char *query, const struct sql_norm *n, const struct prof_ref *ref)
+		      const char *query, const struct sql_norm *n, const struct prof_ref *ref, uint64_t who)
 {
 	char *copy = malloc(n->len + 1);
 	if (!copy)
@@ -191,6 +200,9 @@ static void cache_put(struct prof_cache_ent *ce, uint64_t h, size_t len, bool sh
 	ce->rt = tagged ? ref->rt : NULL;
 	ce->rgen = tagged ? ref->rgen : 0;
 	ce->req = tail_ok ? 0 : ref->req;
+	ce->who = who;
+	ce->qs = ref->qs;
+	ce->qgen = ref->qgen;
 }
 
 static bool grow(char **buf, size_t *cap, size_t need)
@@ -325,11 +337,11 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 	if (tailed)
 		kn.ntags = 0;
 	if (n.nconst == 0) {
-		cache_put(ce, h, klen, false, tailed, pr->buf, &kn, out);
+		cache_put(ce, h, klen, false, tailed, pr->buf, &kn, out, id->who.serial);
 	} else if (sh) {
 		struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
 		if (shape_holds(pr, key, klen, &kn)) {
-			cache_put(se, sh, sl, true, tailed, pr->buf, &kn, out);
+			cache_put(se, sh, sl, true, tailed, pr->buf, &kn, out, id->who.serial);
 		} else {
 			/* Remembered too, so that its texts are not normalized twice each. */
 			free(se->query);
@@ -500,9 +512,7 @@ static void push(struct profiler *pr, struct prof_client *pc, uint8_t kind, cons
 		pc->head = 0;
 	}
 	struct prof_ev *e = &pc->ev[(pc->head + pc->n) & (pc->cap - 1)];
-	memset(e, 0, sizeof(*e));
-	e->kind = kind;
-	e->start_us = now;
+	*e = (struct prof_ev){.kind = kind, .start_us = now};
 	if (ref)
 		e->ref = *ref;
 	if (kind == PEV_QUERY || kind == PEV_EXEC) {

@@ -58,7 +58,7 @@ struct prof_client {
 	struct prof_named *stmts, *portals;
 	uint32_t nstmts, capstmts, nportals, capportals;
 	struct route *app_rt;      /* the application_name route (app_route()) */
-	uint32_t app_rgen;
+	uint32_t app_rgen, app_ver;
 	struct route *tag_rt;      /* the route of the last route/controller tags seen */
 	uint32_t tag_rgen;
 	uint16_t tag_klen;
@@ -90,6 +90,9 @@ struct prof_cache_ent {
 	uint32_t rgen;
 	uint64_t req;
 	char *query;            /* normalized text (owned) */
+	uint64_t who;           /* qs is the entry of fp for the stats_ident of this serial */
+	struct qstat *qs;
+	uint32_t qgen;
 };
 
 struct profiler {
@@ -120,6 +123,7 @@ struct profiler {
 struct prof_ident {
 	struct stats_ident who;
 	const char *app;
+	uint32_t app_ver;       /* changes whenever app may have (the client's want_ver) */
 };
 
 int prof_init(struct profiler *pr, bool on, bool keep_literals, size_t max_fingerprints, size_t max_routes)

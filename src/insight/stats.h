@@ -85,6 +85,7 @@ void stats_free(struct stats_store *s);
 struct stats_ident {
 	const char *database, *user;
 	uint64_t hash;
+	uint64_t serial;        /* unique to this (database, user) for the life of the process; 0: none */
 };
 uint64_t stats_ident_hash(const char *database, const char *user);
 

@@ -287,6 +287,12 @@ static void set_str(char **dst, const char *v)
 	*dst = v ? strdup(v) : NULL;
 }
 
+void client_set_want(struct client *cl, int idx, const char *v)
+{
+	set_str(&cl->want[idx], v);
+	cl->want_ver++;
+}
+
 /* Upserts name = sql (SQL text of the value).  startup: it is the startup option. */
 static void kv_put(struct param_kv **list, size_t *n, const char *name, const char *sql, bool startup)
 {
@@ -377,7 +383,7 @@ static void set_apply(struct client *cl, struct server *sv, const struct set_cmd
 		if (c->tracked >= 0) {
 			/* A reported parameter returns to the client's startup value (the
 			 * server reported its own default; the next setup corrects it). */
-			set_str(&cl->want[c->tracked], cl->startup_want[c->tracked]);
+			client_set_want(cl, c->tracked, cl->startup_want[c->tracked]);
 			break;
 		}
 		for (size_t i = 0; i < cl->nextra; i++)
@@ -496,7 +502,7 @@ void client_settle_sets(struct client *cl, struct server *sv, char tx_status)
 	if (cl->restore_startup && tx_status == 'I') {
 		cl->restore_startup = false;
 		for (int i = 0; i < PG_TRACKED_PARAMS; i++)
-			set_str(&cl->want[i], cl->startup_want[i]);
+			client_set_want(cl, i, cl->startup_want[i]);
 	}
 }
 
@@ -504,7 +510,7 @@ static void set_param(struct client *cl, const char *name, const char *value)
 {
 	int idx = pg_tracked_param_index(name);
 	if (idx >= 0) {
-		set_str(&cl->want[idx], value);
+		client_set_want(cl, idx, value);
 		set_str(&cl->startup_want[idx], value);
 	}
 	else
@@ -1335,8 +1341,8 @@ static void account(struct client *cl, struct server *sv, uint8_t type, const ui
 	struct profiler *pr = &cl->proxy->prof;
 	uint64_t now = *nowp;
 	if (pr->on && have >= 5 && len >= 4) {
-		struct prof_ident id = {{cl->pool->database, cl->pool->user, cl->pool->ident_hash},
-					pr->app_param >= 0 ? cl->want[pr->app_param] : NULL};
+		struct prof_ident id = {{cl->pool->database, cl->pool->user, cl->pool->ident_hash, cl->pool->serial},
+					pr->app_param >= 0 ? cl->want[pr->app_param] : NULL, cl->want_ver};
 		size_t blen = have - 5 < (size_t)len - 4 ? have - 5 : (size_t)len - 4;
 		if (!now)
 			now = *nowp = now_us();

@@ -62,6 +62,10 @@ int pool_target_addr(struct pool *pool, struct sockaddr_storage *ss, socklen_t *
 	return 0;
 }
 
+/* Pools are numbered in creation order: the profiler's stats_ident serial (a
+ * pool freed and another made at its address are not the same). */
+static uint64_t pool_serials;
+
 struct pool *pool_get(struct proxy *p, const char *database, const char *user, const struct db_entry *db)
 {
 	struct list *it, *tmp;
@@ -93,6 +97,7 @@ struct pool *pool_get(struct proxy *p, const char *database, const char *user, c
 		return NULL;
 	}
 	pool->ident_hash = stats_ident_hash(pool->database, pool->user);
+	pool->serial = ++pool_serials;
 	if (db_password_for(db, pool->up_user))
 		cred_from_secret(&pool->cred, db->password);
 	const struct user_entry *ue = userlist_find(&p->users, pool->up_user);

@@ -106,7 +106,8 @@ struct client {
 	bool auth_ok_sent;
 
 	/* what the client wants the session to look like */
-	char *want[PG_TRACKED_PARAMS];
+	char *want[PG_TRACKED_PARAMS];   /* written by client_set_want() only */
+	uint32_t want_ver;               /* changes with want[] (the profiler's application_name route) */
 	struct param_kv *extra;
 	size_t nextra;
 
@@ -200,6 +201,7 @@ struct pool {
 	struct proxy *proxy;
 	char *database, *user;       /* as the client named them */
 	uint64_t ident_hash;         /* stats_ident_hash(database, user), for the profiler */
+	uint64_t serial;             /* unique for the life of the process (stats_ident) */
 	char *host;                  /* upstream */
 	int port;
 	char *up_database, *up_user;
@@ -310,6 +312,7 @@ void client_finish_welcome(struct client *cl);
 void client_process(struct client *cl);
 void client_send_error(struct client *cl, const char *severity, const char *sqlstate, const char *msg);
 void client_unpin(struct client *cl, const char *why);
+void client_set_want(struct client *cl, int idx, const char *v); /* want[idx] = a copy of v (NULL: none) */
 /* Server side of the plan-change retry (client.c): true when the message was
  * taken (not for the client). */
 bool client_retry_on_server_msg(struct client *cl, struct server *sv, uint8_t type, const uint8_t *body, size_t blen);

@@ -294,7 +294,7 @@ static void handle_param_status(struct server *sv, const uint8_t *body, size_t b
 	set_param(&sv->params[idx], val);
 	/* A SET by the client itself changes what it wants from now on. */
 	if (sv->client && sv->state == SV_ACTIVE)
-		set_param(&sv->client->want[idx], val);
+		client_set_want(sv->client, idx, val);
 }
 
 static void send_password_msg(struct server *sv, struct pg_buf *b)

@@ -7,8 +7,12 @@
 
 #include <ctype.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "core/str.h"
 #include "pg/proto.h"
@@ -236,17 +240,50 @@ static bool letters_at(const char *q, size_t len, size_t i, const char *kw, size
 	return true;
 }
 
+/* isspace() in the C locale, without the call. */
+static inline bool blank(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* After q[at], only blanks and ';' up to the end (len or a NUL). */
+static bool rest_blank(const char *q, size_t at, size_t len)
+{
+	for (at++; at < len && q[at]; at++)
+		if (!blank(q[at]) && q[at] != ';')
+			return false;
+	return true;
+}
+
+/* Whether the '_' at q[at] starts "_advisory" or is the one of "set_config".
+ * Where 8 bytes follow, one load compares them, with letters_at()'s folding. */
+static bool stateful_underscore(const char *q, size_t len, size_t at)
+{
+	if (len - at > 8) {
+		uint64_t w, adv, cfg, six;
+		memcpy(&w, q + at + 1, 8);
+		memcpy(&adv, "advisory", 8);
+		memcpy(&cfg, "config\0\0", 8);
+		memcpy(&six, "\xff\xff\xff\xff\xff\xff\0\0", 8);
+		w |= 0x2020202020202020ull;
+		return w == adv || ((w & six) == cfg && at >= 3 && letters_at(q, len, at - 3, "set", 3));
+	}
+	return letters_at(q, len, at + 1, "advisory", 8) ||
+	       (at >= 3 && letters_at(q, len, at - 3, "set", 3) && letters_at(q, len, at + 1, "config", 6));
+}
+
 /* The quick look that settles most statements (every SELECT, INSERT, UPDATE and
- * DELETE of an ORM) without tokenizing them: true when q is one statement (no ';'
- * before anything but trailing blanks), starts neither with a comment nor with a
- * word statement() or sql_parse_set looks at, and contains neither "_advisory" nor
- * "set_config" in any case, inside strings and comments included.  Then statement()
- * would find nothing and sql_parse_set would see no SET; anything else takes the
- * full scan, so this only ever saves time.  q has no NUL (the caller's strnlen). */
+ * DELETE of an ORM) without tokenizing them: true when q (up to its first NUL, if
+ * any) is one statement (no ';' before anything but trailing blanks), starts
+ * neither with a comment nor with a word statement() or sql_parse_set looks at,
+ * and contains neither "_advisory" nor "set_config" in any case, inside strings
+ * and comments included.  Then statement() would find nothing and sql_parse_set
+ * would see no SET; anything else takes the full scan, so this only ever saves
+ * time.  The keyword comparisons may look past a NUL: a NUL matches no letter. */
 static bool plainly_stateless(const char *q, size_t len)
 {
 	size_t i = 0;
-	while (i < len && isspace((unsigned char)q[i]))
+	while (i < len && blank(q[i]))
 		i++;
 	if (i < len && (q[i] == '-' || q[i] == '/'))
 		return false;
@@ -266,14 +303,37 @@ static bool plainly_stateless(const char *q, size_t len)
 	}
 	if (kw && strlen(kw) == w - i && letters_at(q, len, i, kw, w - i))
 		return false;
-	const char *semi = memchr(q + w, ';', len - w);
-	for (const char *r = semi ? semi + 1 : q + len; r < q + len; r++)
-		if (!isspace((unsigned char)*r) && *r != ';')
-			return false;
-	for (const char *u = memchr(q, '_', len); u; u = memchr(u + 1, '_', len - (size_t)(u + 1 - q))) {
-		size_t at = (size_t)(u - q);
-		if (letters_at(q, len, at + 1, "advisory", 8) ||
-		    (at >= 3 && letters_at(q, len, at - 3, "set", 3) && letters_at(q, len, at + 1, "config", 6)))
+	/* The rest: the bytes that matter are NUL (the end), ';' and '_'; sixteen at a
+	 * time where SSE2 is there (this runs on every statement).  A '_' in the
+	 * first word is seen too: the scan starts at the word. */
+	size_t at = i;
+#ifdef __SSE2__
+	if (len - i >= 16) {
+		const __m128i nul = _mm_setzero_si128(), semi = _mm_set1_epi8(';'), us = _mm_set1_epi8('_');
+		for (size_t b = i;; b += 16) {
+			size_t base = b + 16 <= len ? b : len - 16; /* the last block overlaps the one before */
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + base));
+			__m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, nul), _mm_cmpeq_epi8(v, semi)),
+						 _mm_cmpeq_epi8(v, us));
+			unsigned bits = (unsigned)_mm_movemask_epi8(m) >> (b - base); /* bit k: q[b + k] */
+			for (; bits; bits &= bits - 1) {
+				size_t p = b + (size_t)__builtin_ctz(bits);
+				if (q[p] == 0)
+					return true;
+				if (q[p] == ';')
+					return rest_blank(q, p, len);
+				if (stateful_underscore(q, len, p))
+					return false;
+			}
+			if (b + 16 >= len)
+				return true;
+		}
+	}
+#endif
+	for (; at < len && q[at]; at++) {
+		if (q[at] == ';')
+			return rest_blank(q, at, len);
+		if (q[at] == '_' && stateful_underscore(q, len, at))
 			return false;
 	}
 	return true;
@@ -300,7 +360,7 @@ unsigned sql_session_state(const char *q, size_t len)
 
 bool sql_plainly_stateless(const char *q, size_t len)
 {
-	return plainly_stateless(q, pgm_strnlen(q, len));
+	return plainly_stateless(q, len);
 }
 
 /* An identifier token as PostgreSQL names it: "Quoted" kept, else lower-cased. */

@@ -281,6 +281,30 @@ def test_routes_from_sqlcommenter_and_application_name(pgmedic):
     assert "controller" not in q["query"]
 
 
+def test_application_name_route_follows_set(pgmedic):
+    """A client's statements go to its application_name route; after SET
+    application_name, to the new name's route at once (pgmedic remembers the
+    client's route and must notice the change)."""
+    px = pgmedic(pool_mode="transaction", pool_size=1)
+    conn = px.connect(application_name="worker-a")
+    conn.autocommit = True
+    cur = conn.cursor()
+    for _ in range(3):
+        cur.execute("SELECT 1 AS before_switch")
+    cur.execute("SET application_name = 'worker-b'")
+    for _ in range(2):
+        cur.execute("SELECT 2 AS after_switch")
+    cur.execute("SELECT current_setting('application_name')")
+    assert cur.fetchone()[0] == "worker-b"
+    conn.close()
+    before = find(queries(px), "as before_switch")
+    after = find(queries(px), "as after_switch")
+    assert [(r["route"], r["calls"]) for r in before["routes"]] == [("worker-a", 3)]
+    assert [(r["route"], r["calls"]) for r in after["routes"]] == [("worker-b", 2)]
+    routes = {r["route"]: r for r in api(px, "/api/routes?limit=0")["routes"]}
+    assert routes["worker-b"]["source"] == "application_name"
+
+
 def test_metrics_top_fingerprints(pgmedic):
     px = pgmedic(pool_mode="transaction", pool_size=1, settings={"metrics_top_fingerprints": 2})
     conn = px.connect()
