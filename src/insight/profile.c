@@ -175,12 +175,12 @@ static void cache_use(struct profiler *pr, struct prof_client *pc, const struct 
 	out->req = ce->req;
 	if (ce->rt && !rt) {
 		/* The tag's route was evicted since: resolve it again next time. */
-		ce->h = 0;
+		pr->cache_h[ce - pr->cache] = 0;
 	}
 }
 
-static void cache_put(struct prof_cache_ent *ce, uint64_t h, size_t len, bool shape, bool tail_ok,
-		      const char *query, const struct sql_norm *n, const struct prof_ref *ref, uint64_t who)
+static void cache_put(struct profiler *pr, struct prof_cache_ent *ce, uint64_t h, size_t len, bool shape,
+		      bool tail_ok, const char *query, const struct sql_norm *n, const struct prof_ref *ref, uint64_t who)
 {
 	char *copy = malloc(n->len + 1);
 	if (!copy)
@@ -189,7 +189,7 @@ static void cache_put(struct prof_cache_ent *ce, uint64_t h, size_t len, bool sh
 	free(ce->query);
 	ce->query = copy;
 	ce->qlen = (uint32_t)n->len;
-	ce->h = h;
+	pr->cache_h[ce - pr->cache] = h;
 	ce->len = (uint32_t)len;
 	ce->shape = shape;
 	ce->tail_ok = tail_ok;
@@ -292,7 +292,7 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 	uint64_t h = XXH3_64bits(key, klen) | 1;
 	out->params = h;
 	struct prof_cache_ent *ce = &pr->cache[h & (PROF_CACHE - 1)];
-	if (ce->h == h && ce->len == klen && !ce->shape && (!tailed || ce->tail_ok)) {
+	if (pr->cache_h[h & (PROF_CACHE - 1)] == h && ce->len == klen && !ce->shape && (!tailed || ce->tail_ok)) {
 		/* A text seen before (a parameterized statement): no normalizing. */
 		pr->cache_hits++;
 		cache_use(pr, pc, id, ce, text, len, tailed ? &tail.tags : NULL, out);
@@ -308,7 +308,8 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 			sl = (size_t)l;
 			sh = XXH3_64bits_withSeed(pr->shape_buf, sl, 0x5348415045ull) | 1;
 			struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
-			if (se->h == sh && se->len == sl && se->shape && (!tailed || se->tail_ok)) {
+			if (pr->cache_h[sh & (PROF_CACHE - 1)] == sh && se->len == sl && se->shape &&
+			    (!tailed || se->tail_ok)) {
 				if (se->query) {
 					pr->shape_hits++;
 					cache_use(pr, pc, id, se, text, len, tailed ? &tail.tags : NULL, out);
@@ -337,15 +338,16 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 	if (tailed)
 		kn.ntags = 0;
 	if (n.nconst == 0) {
-		cache_put(ce, h, klen, false, tailed, pr->buf, &kn, out, id->who.serial);
+		cache_put(pr, ce, h, klen, false, tailed, pr->buf, &kn, out, id->who.serial);
 	} else if (sh) {
 		struct prof_cache_ent *se = &pr->cache[sh & (PROF_CACHE - 1)];
 		if (shape_holds(pr, key, klen, &kn)) {
-			cache_put(se, sh, sl, true, tailed, pr->buf, &kn, out, id->who.serial);
+			cache_put(pr, se, sh, sl, true, tailed, pr->buf, &kn, out, id->who.serial);
 		} else {
 			/* Remembered too, so that its texts are not normalized twice each. */
 			free(se->query);
-			*se = (struct prof_cache_ent){.h = sh, .len = (uint32_t)sl, .shape = true, .tail_ok = tailed};
+			*se = (struct prof_cache_ent){.len = (uint32_t)sl, .shape = true, .tail_ok = tailed};
+			pr->cache_h[sh & (PROF_CACHE - 1)] = sh;
 		}
 	}
 }
@@ -481,8 +483,8 @@ static void request_add(struct prof_client *pc, const struct prof_ev *e, uint64_
 		return;
 	if (pc->nitems == pc->capitems) {
 		uint32_t nc = pc->capitems ? pc->capitems * 2 : 32;
-		if (nc > 8192)
-			return; /* a batch job, not a request: the first 8192 statements are enough */
+		if (nc > PROF_REQ_ITEMS)
+			return; /* a batch job, not a request: its first statements are enough */
 		struct det_item *nv = realloc(pc->items, nc * sizeof(*nv));
 		if (!nv)
 			return;

@@ -22,19 +22,23 @@
 
 enum route_source { ROUTE_NONE = 0, ROUTE_TAG, ROUTE_CONTROLLER, ROUTE_APP };
 
+/* The fields stats_record() updates on every statement come first, in one cache
+ * line with gen and used (under load the entry is cold when a statement ends). */
 struct route {
 	uint32_t gen;               /* changes when the entry is recycled */
 	bool used;
+	uint64_t calls, errors, total_us, wait_us;
+	uint64_t recent;            /* calls since the clock hand last passed */
+	double last_seen;
+	uint64_t requests;
+	struct hist *req_hist;      /* time per request (µs) */
 	uint32_t slot;
+	enum route_source source;
 	uint64_t hash;
 	struct route *next;         /* hash chain */
 	char *name;                 /* decoded route, controller or application_name */
 	char *controller;           /* controller tag, if any */
-	enum route_source source;
-	uint64_t requests, calls, errors, total_us, wait_us;
-	uint64_t recent;            /* calls since the clock hand last passed */
-	double first_seen, last_seen;
-	struct hist *req_hist;      /* time per request (µs) */
+	double first_seen;
 };
 
 struct qstat_route {
@@ -43,26 +47,29 @@ struct qstat_route {
 	uint64_t calls, total_us;
 };
 
+/* As for struct route: what every statement updates first (two cache lines,
+ * its histogram pointer included), then the first route slots. */
 struct qstat {
 	uint32_t gen;
 	bool used;
-	uint32_t slot;
+	uint64_t calls, errors, rows;
+	uint64_t total_us, wait_us, min_us, max_us;
+	double mean_us, m2;         /* Welford, for stddev */
+	double last_seen;           /* unix time */
+	uint64_t recent;
+	struct hist *hist;
+	struct qstat_route routes[QSTAT_ROUTES];
 	uint64_t fp, key;
+	uint32_t slot;
 	struct qstat *next;         /* hash chain */
 	char *database, *user;
 	char *query;                /* normalized text */
 	char *example;              /* one statement as received (redacted when shown) */
-	uint64_t calls, errors, rows;
-	uint64_t total_us, wait_us, min_us, max_us;
-	double mean_us, m2;         /* Welford, for stddev */
-	double first_seen, last_seen; /* unix time */
-	uint64_t recent;
+	double first_seen;          /* unix time */
 	struct {
 		char cls[3];
 		uint64_t n;
 	} err[QSTAT_ERR_CLASSES];
-	struct qstat_route routes[QSTAT_ROUTES];
-	struct hist *hist;
 };
 
 struct stats_store {
