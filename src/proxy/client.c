@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/intern.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "pg/md5.h"
@@ -289,7 +290,7 @@ static void set_str(char **dst, const char *v)
 
 void client_set_want(struct client *cl, int idx, const char *v)
 {
-	set_str(&cl->want[idx], v);
+	intern_set(&cl->want[idx], v);
 	cl->want_ver++;
 }
 
@@ -511,7 +512,7 @@ static void set_param(struct client *cl, const char *name, const char *value)
 	int idx = pg_tracked_param_index(name);
 	if (idx >= 0) {
 		client_set_want(cl, idx, value);
-		set_str(&cl->startup_want[idx], value);
+		intern_set(&cl->startup_want[idx], value);
 	}
 	else
 		add_extra(cl, name, value);

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "core/intern.h"
 #include "core/log.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
@@ -61,8 +62,8 @@ static void free_client(struct client *cl)
 	free(cl->user);
 	free(cl->database);
 	for (int i = 0; i < PG_TRACKED_PARAMS; i++) {
-		free(cl->want[i]);
-		free(cl->startup_want[i]);
+		intern_drop(cl->want[i]);
+		intern_drop(cl->startup_want[i]);
 	}
 	for (size_t i = 0; i < cl->nextra; i++) {
 		free(cl->extra[i].name);
@@ -84,7 +85,7 @@ static void free_client(struct client *cl)
 static void free_server(struct server *sv)
 {
 	for (int i = 0; i < PG_TRACKED_PARAMS; i++)
-		free(sv->params[i]);
+		intern_drop(sv->params[i]);
 	for (size_t i = 0; i < sv->nextra; i++) {
 		free(sv->extra[i].name);
 		free(sv->extra[i].value);
@@ -460,7 +461,7 @@ void proxy_free(struct proxy *p)
 		free(pool->cred.password);
 		free(pool->cred.md5_secret);
 		for (int i = 0; i < PG_TRACKED_PARAMS; i++)
-			free(pool->defaults[i]);
+			intern_drop(pool->defaults[i]);
 		pgb_free(&pool->welcome);
 		pgb_free(&pool->last_error);
 		free(pool);

@@ -106,7 +106,7 @@ struct client {
 	bool auth_ok_sent;
 
 	/* what the client wants the session to look like */
-	char *want[PG_TRACKED_PARAMS];   /* written by client_set_want() only */
+	const char *want[PG_TRACKED_PARAMS]; /* interned (core/intern.h); written by client_set_want() only */
 	uint32_t want_ver;               /* changes with want[] (the profiler's application_name route) */
 	struct param_kv *extra;
 	size_t nextra;
@@ -127,7 +127,7 @@ struct client {
 	bool admin;                 /* on the admin console (virtual database pgbouncer/pgmedic) */
 	bool admin_pause_wait;      /* PAUSE not answered yet */
 	uint64_t req_start_us, xact_start_us; /* for total_query_time / total_xact_time */
-	char *startup_want[PG_TRACKED_PARAMS]; /* reported parameters as set at startup */
+	const char *startup_want[PG_TRACKED_PARAMS]; /* reported parameters as set at startup (interned) */
 	bool restore_startup;       /* DISCARD ALL / RESET ALL ran: startup values come back */
 	struct set_cmd pending_set; /* sent, not yet confirmed by ReadyForQuery */
 	bool pending_set_failed;    /* an ErrorResponse came for it */
@@ -168,7 +168,7 @@ struct server {
 	struct pg_buf login_params;        /* ParameterStatus messages seen at login */
 	struct prep_server prep;           /* statements prepared here under pgm_ names */
 	uint32_t backend_pid, backend_key;
-	char *params[PG_TRACKED_PARAMS];   /* as last reported by the server */
+	const char *params[PG_TRACKED_PARAMS]; /* as last reported by the server (interned) */
 	struct param_kv *extra;            /* what we SET of the untracked kind */
 	size_t nextra;
 	char tx_status;                    /* from the last ReadyForQuery */
@@ -218,7 +218,7 @@ struct pool {
 
 	bool have_welcome;
 	struct pg_buf welcome;       /* ParameterStatus messages of the first login */
-	char *defaults[PG_TRACKED_PARAMS];
+	const char *defaults[PG_TRACKED_PARAMS]; /* interned */
 	double last_login_failure;
 	struct pg_buf last_error;    /* ErrorResponse of the last failed login */
 	bool paused;                 /* admin PAUSE: no server is handed out */

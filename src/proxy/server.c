@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "core/intern.h"
 #include "core/log.h"
 #include "pg/md5.h"
 #include "proxy/proxy.h"
@@ -274,12 +275,6 @@ static void start_tls(struct server *sv)
 	tls_step(sv);
 }
 
-static void set_param(char **slot, const char *v)
-{
-	free(*slot);
-	*slot = strdup(v);
-}
-
 static void handle_param_status(struct server *sv, const uint8_t *body, size_t blen)
 {
 	struct pg_reader r;
@@ -291,7 +286,7 @@ static void handle_param_status(struct server *sv, const uint8_t *body, size_t b
 	int idx = pg_tracked_param_index(name);
 	if (idx < 0)
 		return;
-	set_param(&sv->params[idx], val);
+	intern_set(&sv->params[idx], val);
 	/* A SET by the client itself changes what it wants from now on. */
 	if (sv->client && sv->state == SV_ACTIVE)
 		client_set_want(sv->client, idx, val);
@@ -426,8 +421,7 @@ static void login_complete(struct server *sv)
 		pool->welcome = sv->login_params;
 		pgb_init(&sv->login_params);
 		for (int i = 0; i < PG_TRACKED_PARAMS; i++) {
-			free(pool->defaults[i]);
-			pool->defaults[i] = sv->params[i] ? strdup(sv->params[i]) : NULL;
+			intern_set(&pool->defaults[i], sv->params[i]);
 		}
 		pool->have_welcome = true;
 	}
@@ -560,9 +554,12 @@ static const char *client_extra(struct client *cl, const char *name)
 
 bool server_needs_setup(struct server *sv, struct client *cl)
 {
+	/* Interned values: the same value is the same pointer, and the strings
+	 * themselves are not read (under load they are not in the CPU cache).
+	 * Different pointers are compared as strings, to be sure. */
 	for (int i = 0; i < PG_TRACKED_PARAMS; i++) {
 		const char *w = want_value(cl, i);
-		if (w && (!sv->params[i] || strcmp(w, sv->params[i]) != 0))
+		if (w && w != sv->params[i] && (!sv->params[i] || strcmp(w, sv->params[i]) != 0))
 			return true;
 	}
 	for (size_t i = 0; i < cl->nextra; i++) {
@@ -639,7 +636,7 @@ void server_begin_setup(struct server *sv, struct client *cl, bool check)
 	pgb_init(&q);
 	for (int i = 0; i < PG_TRACKED_PARAMS; i++) {
 		const char *w = want_value(cl, i);
-		if (w && (!sv->params[i] || strcmp(w, sv->params[i]) != 0))
+		if (w && w != sv->params[i] && (!sv->params[i] || strcmp(w, sv->params[i]) != 0))
 			append_set(&q, pg_tracked_param_names[i], w);
 	}
 	/* Untracked parameters: reset what this server has that the client does not want. */
@@ -705,8 +702,7 @@ void server_begin_reset(struct server *sv)
 	pool_server_move(sv, SV_RESET);
 	/* DISCARD ALL resets every parameter to the server's default. */
 	for (int i = 0; i < PG_TRACKED_PARAMS; i++) {
-		free(sv->params[i]);
-		sv->params[i] = sv->pool->defaults[i] ? strdup(sv->pool->defaults[i]) : NULL;
+		intern_set(&sv->params[i], sv->pool->defaults[i]);
 	}
 	free_extra(&sv->extra, &sv->nextra);
 	prep_server_forget_all(sv);
