@@ -121,7 +121,8 @@ sqldiff: build/asan/sqldiff
 # over tests/sql_corpus, the fuzz corpus, prefixes and mutations.
 # `make normident-bench` instead times the two, interleaved (and pg_query_normalize).
 NORM_BASE ?= HEAD
-OLD_RENAME := -Dsql_normalize=old_sql_normalize -Dsql_redact=old_sql_redact -Dsql_tag_decode=old_sql_tag_decode
+OLD_RENAME := -Dsql_normalize=old_sql_normalize -Dsql_redact=old_sql_redact -Dsql_tag_decode=old_sql_tag_decode \
+	      -Dsql_comment_tags=old_sql_comment_tags
 .PHONY: normident normident-bench
 build/normident-base.c: FORCE
 	@mkdir -p build
@@ -142,6 +143,18 @@ build/normident-bench: tests/sqldiff/normident.c src/sql/normalize.c src/sql/nor
 normident-bench: build/normident-bench
 	taskset -c 1 build/normident-bench --bench 5 tests/sql_corpus/*.jsonl
 
+# The same comparison on generated input (tests/sqldiff/normrand.c): a token
+# soup with the list shapes, comments and quoted runs the fast paths take,
+# NORMRAND_N inputs (about a million in 10 s), optimized build.
+NORMRAND_N ?= 2000000
+.PHONY: normrand
+build/normrand: tests/sqldiff/normrand.c src/sql/normalize.c src/sql/normalize.h build/normident-base.c
+	$(CC) $(CFLAGS_COMMON) -O2 $(OLD_RENAME) -c build/normident-base.c -o build/normrand-base.o
+	$(CC) $(CFLAGS_COMMON) -O2 -o $@ tests/sqldiff/normrand.c src/sql/normalize.c build/normrand-base.o $(PKG_LIBS) -lm
+
+normrand: build/normrand
+	$(if $(shell command -v taskset),taskset -c 1 )build/normrand $(NORMRAND_N)
+
 .PHONY: FORCE
 FORCE:
 
@@ -150,8 +163,10 @@ build/normalize_bench: bench/normalize_bench.c src/sql/normalize.c src/sql/norma
 	@mkdir -p build
 	$(CC) $(CFLAGS_COMMON) -O2 -DNDEBUG -o $@ bench/normalize_bench.c src/sql/normalize.c src/sql/shape.c $(PKG_LIBS) -lm
 
+# Pinned to one core (the second one: the first takes most interrupts) when
+# taskset exists, so that the scheduler moving it is not part of the number.
 bench-normalize: build/normalize_bench
-	build/normalize_bench
+	$(if $(shell command -v taskset),taskset -c 1 )build/normalize_bench
 
 clean:
 	rm -rf build

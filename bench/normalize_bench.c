@@ -1,6 +1,14 @@
 /* normalize_bench.c - normalizations per second on one core: pgmedic's
  * sql_normalize next to libpg_query's pg_query_normalize on the same statements
  * (Django-shaped and pgbench-shaped), measured side by side in one run.
+ * The two sides are timed in the same way, in interleaved rounds (7 of 0.3 s
+ * each by default, the side that goes first alternating): each side's number is
+ * its median round, the ratio is the ratio of the medians, and the spread of
+ * the per-round ratios is printed next to it.  (A single timing of each side,
+ * one after the other, swung the ratio between 12x and 18x from run to run on a
+ * shared machine.)  `make bench-normalize` pins it to one core;
+ * `normalize_bench --count N` only normalizes, N times the statements, for
+ * callgrind.
  *
  * A second, separate number is the profiler's cached path (src/insight/profile.c
  * resolve()): a text seen before is not normalized again but found by the
@@ -49,48 +57,131 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static size_t lens[NSTMT];
+static char out[4096];
+static volatile uint64_t sink;
+
+/* One batch: every statement once, by one side.  Both sides are timed the same
+ * way: whole batches, the clock read between groups of batches. */
+static int batch_pgmedic(void)
+{
+	struct sql_norm res;
+	for (size_t i = 0; i < NSTMT; i++) {
+		if (sql_normalize(stmts[i], lens[i], out, sizeof(out), &res) != 0)
+			return -1;
+		sink += res.fingerprint;
+	}
+	return 0;
+}
+
+static int batch_pg_query(void)
+{
+	for (size_t i = 0; i < NSTMT; i++) {
+		PgQueryNormalizeResult r = pg_query_normalize(stmts[i]);
+		if (r.error)
+			return -1;
+		sink += (uint64_t)r.normalized_query[0];
+		pg_query_free_normalize_result(r);
+	}
+	return 0;
+}
+
+/* Batches per clock reading: about a millisecond's worth, so that reading the
+ * clock costs either side next to nothing. */
+static long calibrate(int (*batch)(void))
+{
+	long k = 1;
+	for (;;) {
+		double t0 = now();
+		for (long j = 0; j < k; j++)
+			if (batch() != 0)
+				return -1;
+		if (now() - t0 >= 1e-3 || k >= (1L << 24))
+			return k;
+		k *= 2;
+	}
+}
+
+/* Normalizations per second over one round of about secs seconds. */
+static double round_rate(int (*batch)(void), long k, double secs)
+{
+	long n = 0;
+	double t0 = now(), t1;
+	do {
+		for (long j = 0; j < k; j++)
+			if (batch() != 0)
+				return -1;
+		n += k;
+		t1 = now();
+	} while (t1 - t0 < secs);
+	return (double)n * (double)NSTMT / (t1 - t0);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+	double s[64];
+	memcpy(s, v, (size_t)n * sizeof(*v));
+	qsort(s, (size_t)n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* Usage: normalize_bench [seconds per round [rounds]]
+ *        normalize_bench --count N   (N batches of sql_normalize only, for callgrind) */
 int main(int argc, char **argv)
 {
-	double secs = argc > 1 ? atof(argv[1]) : 1.0;
-	size_t lens[NSTMT], bytes = 0;
+	size_t bytes = 0;
 	for (size_t i = 0; i < NSTMT; i++) {
 		lens[i] = strlen(stmts[i]);
 		bytes += lens[i];
 	}
-	char out[4096];
-	struct sql_norm res;
-	volatile uint64_t sink = 0;
-
-	/* pgmedic */
-	long n = 0;
-	double t0 = now(), t1;
-	do {
-		for (int rep = 0; rep < 1000; rep++)
-			for (size_t i = 0; i < NSTMT; i++) {
-				if (sql_normalize(stmts[i], lens[i], out, sizeof(out), &res) != 0)
-					return 1;
-				sink += res.fingerprint;
-			}
-		n += 1000 * (long)NSTMT;
-		t1 = now();
-	} while (t1 - t0 < secs);
-	double ours = (double)n / (t1 - t0);
-
-	/* libpg_query */
-	long m = 0;
-	t0 = now();
-	do {
-		for (size_t i = 0; i < NSTMT; i++) {
-			PgQueryNormalizeResult r = pg_query_normalize(stmts[i]);
-			if (r.error)
+	if (argc > 2 && strcmp(argv[1], "--count") == 0) {
+		for (long j = atol(argv[2]); j > 0; j--)
+			if (batch_pgmedic() != 0)
 				return 1;
-			sink += (uint64_t)r.normalized_query[0];
-			pg_query_free_normalize_result(r);
+		return 0;
+	}
+	double secs = argc > 1 ? atof(argv[1]) : 0.3;
+	int rounds = argc > 2 ? atoi(argv[2]) : 7;
+	if (secs <= 0 || rounds < 1 || rounds > 64) {
+		fprintf(stderr, "usage: %s [seconds per round [rounds 1..64]] | --count N\n", argv[0]);
+		return 2;
+	}
+	struct sql_norm res;
+	long n;
+	double t0, t1;
+
+	/* Rounds alternate the two sides, and which goes first, so that a slow
+	 * patch of the machine (or a frequency change) falls on both; each side's
+	 * median round is its number.  Caches and branch predictors are warmed by
+	 * the calibration of each side. */
+	long k_ours = calibrate(batch_pgmedic), k_theirs = calibrate(batch_pg_query);
+	if (k_ours < 0 || k_theirs < 0)
+		return 1;
+	double r_ours[64], r_theirs[64], ratio[64];
+	for (int r = 0; r < rounds; r++) {
+		if (r % 2 == 0) {
+			r_ours[r] = round_rate(batch_pgmedic, k_ours, secs);
+			r_theirs[r] = round_rate(batch_pg_query, k_theirs, secs);
+		} else {
+			r_theirs[r] = round_rate(batch_pg_query, k_theirs, secs);
+			r_ours[r] = round_rate(batch_pgmedic, k_ours, secs);
 		}
-		m += (long)NSTMT;
-		t1 = now();
-	} while (t1 - t0 < secs);
-	double theirs = (double)m / (t1 - t0);
+		if (r_ours[r] < 0 || r_theirs[r] < 0)
+			return 1;
+		ratio[r] = r_ours[r] / r_theirs[r];
+	}
+	double ours = median(r_ours, rounds), theirs = median(r_theirs, rounds);
+	double rmin = ratio[0], rmax = ratio[0];
+	for (int r = 1; r < rounds; r++) {
+		rmin = ratio[r] < rmin ? ratio[r] : rmin;
+		rmax = ratio[r] > rmax ? ratio[r] : rmax;
+	}
 
 	/* cached path: XXH3_64bits over the statement's text, then one probe of a
 	 * direct-mapped table (as the profiler's cache: PROF_CACHE 2048 entries, the
@@ -175,9 +266,10 @@ int main(int argc, char **argv)
 	if (misses)
 		return 1;
 	printf("statements: %zu (avg %zu bytes)\n", NSTMT, bytes / NSTMT);
+	printf("%d rounds of %.2f s per side, interleaved; medians:\n", rounds, secs);
 	printf("pgmedic sql_normalize:        %12.0f norm/s  (%.0f MB/s)\n", ours, ours * (double)bytes / NSTMT / 1e6);
 	printf("libpg_query pg_query_normalize: %10.0f norm/s\n", theirs);
-	printf("ratio: %.1fx\n", ours / theirs);
+	printf("ratio: %.1fx  (ratio of medians; per round %.1fx .. %.1fx)\n", ours / theirs, rmin, rmax);
 	printf("cached path (repeated text, not normalized: XXH3_64bits + table lookup):\n");
 	printf("pgmedic cache lookup:         %12.0f lookups/s  (%.1fx pg_query_normalize)\n", cached, cached / theirs);
 	printf("shape path (other numbers, not normalized: %zu of the %zu statements; those with tags are normalized):\n",
@@ -197,7 +289,7 @@ int main(int argc, char **argv)
 			}
 			n += 10000;
 			t1 = now();
-		} while (t1 - t0 < secs / 10);
+		} while (t1 - t0 < secs / 3);
 		printf("  %10.0f norm/s  %.60s...\n", (double)n / (t1 - t0), s);
 	}
 	(void)sink;

@@ -9,14 +9,15 @@
  * and every intended difference from libpg_query are documented in normalize.h.
  *
  * Speed: one pass (the scanner is inlined into the printer's loop), table-driven
- * character classes and spacing, word-at-a-time search for the end of quoted
- * identifiers (memchr for strings and long ones), perfect hashes for keywords
- * compared eight bytes at a time, a one-branch fast path for tokens that change
- * no context, a fused scan-and-print "fast lane" (fast_lane()) that takes most
- * tokens of a typical statement with their context in local variables (Django's
- * "t"."a", "t"."b" as one piece), an IN (1, 2, 3) list collapsed in one scan
- * (in_list_fast()), word-at-a-time lower-casing and fixed-size copies of
- * tokens, no allocation.
+ * character classes and spacing, perfect hashes for keywords compared eight
+ * bytes at a time, a one-branch fast path for tokens that change no context, a
+ * fused scan-and-print "fast lane" (fast_lane()) that takes nearly every token
+ * of a typical statement with its context in local variables: Django's "t"."a",
+ * "t"."b" as one piece (qident_run()), an IN (1, 2, 3) list collapsed in one
+ * scan, VALUES rows, comments and a last ';' without leaving it.  Quoted
+ * names, strings, comments and numbers are measured sixteen bytes at a time
+ * with SSE2 (a byte loop elsewhere), words lower-cased eight at a time, tokens
+ * copied in fixed-size moves; no allocation.
  * bench/normalize_bench.c measures it; `make normident` checks that a change
  * meant to keep the output keeps it byte for byte. */
 #include "sql/normalize.h"
@@ -81,6 +82,37 @@ static inline uint64_t zero_bytes(uint64_t x)
 {
 	return (x - ONES8) & ~x & (ONES8 << 7);
 }
+
+/* SSE2, the x86-64 baseline, looks at sixteen bytes at once where sixteen can
+ * be read: the end of a quoted name, string or comment (find_byte()), of the
+ * digits of a number, of a tag's value, and short tokens are copied in one
+ * move.  Every use keeps a portable path for other targets and for the last
+ * bytes of the input.  (Words are still measured byte by byte: on the
+ * benchmark's statements the predicted loop beat a sixteen-byte mask, whose
+ * result every later token waits for.) */
+#if defined(__SSE2__) && LE64
+#include <emmintrin.h>
+#define VEC16 1
+
+static inline __m128i vload(const char *p)
+{
+	return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+
+/* Bytes of v in [lo, hi] (hi - lo < 127): biased so that the range starts at
+ * -128, then one signed compare. */
+#define VRANGE(v, lo, hi) \
+	_mm_cmplt_epi8(_mm_add_epi8((v), _mm_set1_epi8((char)(0x80 - (lo)))), _mm_set1_epi8((char)(0x80 + (hi) - (lo) + 1)))
+
+/* Bit i: byte i of v is a digit. */
+static inline unsigned vdigit(__m128i v)
+{
+	return (unsigned)_mm_movemask_epi8(VRANGE(v, '0', '9'));
+}
+
+#else
+#define VEC16 0
+#endif
 
 /* Generated keyword table (see the comment above kw_lookup). */
 enum kw_id { KID_NONE = 0, KS_ALL, KS_ALTER, KS_COPY, KS_CREATE, KS_DO, KS_EXPLAIN, KS_SET, KW_AUTHORIZATION, KW_CHARACTERISTICS, KW_CONSTRAINTS, KW_FUNCTION, KW_GROUP, KW_INTERVAL, KW_LOCAL, KW_MAPPING, KW_NAMES, KW_OR, KW_PROCEDURE, KW_REPLACE, KW_ROLE, KW_SCHEMA, KW_SESSION, KW_TIME, KW_TRANSACTION, KW_USER, KW_ZONE };
@@ -266,13 +298,21 @@ static inline const struct kwent *kw_lookup(const char *s, size_t n)
 }
 
 #if LE64
+/* The first n bytes of a little-endian word (n <= 8). */
+static const uint64_t len_mask[9] = {
+	0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffffull, 0xffffffffffffull, 0xffffffffffffffull, ~0ull,
+};
+
 /* The keyword of n <= 8 bytes whose lower-cased eight bytes (the word and what
  * follows it) are lw. */
 static inline __attribute__((always_inline)) const struct kwent *kw_find8(uint64_t lw, size_t n)
 {
-	uint64_t w = lw & (~0ull >> (64 - 8 * n));
+	uint64_t w = lw & len_mask[n];
 	const struct kwent *k = &kwtab[kwslot8[(w * KW8_MUL) >> 55]];
-	return load8(k->name) == w && k->len == n ? k : &kwtab[0];
+	/* kwslot8[] holds names of at most eight bytes: NUL-padded, as w is, and
+	 * neither holds a NUL byte, so equal eight bytes mean equal lengths too
+	 * (kwtab[0]'s empty name is 0, no word's w is) */
+	return load8(k->name) == w ? k : &kwtab[0];
 }
 #endif
 
@@ -380,6 +420,34 @@ static inline const char *ident_end(const char *p, const char *end)
 	return p;
 }
 
+/* The first byte c in [p, end), or end.  Identifiers, strings and comments are
+ * short: up to 64 bytes are searched sixteen at a time (SSE2) or 32 eight at a
+ * time in registers, only where so many bytes can be read, the rest by memchr. */
+static inline __attribute__((always_inline)) const char *find_byte(const char *p, const char *end, unsigned char c)
+{
+#if LE64
+	int words = 4; /* eight-byte steps before memchr */
+#endif
+#if VEC16
+	for (int i = 0; i < 4 && end - p >= 16; i++, p += 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(vload(p), _mm_set1_epi8((char)c)));
+		if (m)
+			return p + __builtin_ctz(m);
+	}
+	if (end - p >= 16)
+		words = 0; /* a long run: memchr's */
+#endif
+#if LE64
+	for (int i = 0; i < words && end - p >= 8; i++, p += 8) {
+		uint64_t z = zero_bytes(load8(p) ^ (ONES8 * c));
+		if (z)
+			return p + (__builtin_ctzll(z) >> 3);
+	}
+#endif
+	const char *q = memchr(p, c, (size_t)(end - p));
+	return q ? q : end;
+}
+
 static inline const char *line_end(const char *p, const char *end)
 {
 	while (p < end && *p != '\n' && *p != '\r')
@@ -395,8 +463,8 @@ static const char *comment_end(const char *p, const char *end)
 	int depth = 1;
 	p += 2;
 	while (p < end) {
-		const char *q = memchr(p, '/', (size_t)(end - p));
-		if (!q)
+		const char *q = find_byte(p, end, '/');
+		if (q == end)
 			break;
 		if (q > p && q[-1] == '*') {
 			p = q + 1;
@@ -451,8 +519,8 @@ static const char *quote_continue(const char *p, const char *end)
 static const char *scan_qstring(const char *p, const char *end)
 {
 	for (;;) {
-		const char *q = memchr(p, '\'', (size_t)(end - p));
-		if (!q)
+		const char *q = find_byte(p, end, '\'');
+		if (q == end)
 			return end;
 		if (q + 1 < end && q[1] == '\'') {
 			p = q + 2;
@@ -504,22 +572,6 @@ static const char *scan_bstring(const char *p, const char *end)
 			return q + 1;
 		p = r + 1;
 	}
-}
-
-/* The first byte c in [p, end), or end.  Identifiers and strings are short: up
- * to 32 bytes are searched eight at a time in registers (only where eight bytes
- * can be read), the rest by memchr. */
-static inline __attribute__((always_inline)) const char *find_byte(const char *p, const char *end, unsigned char c)
-{
-#if LE64
-	for (int i = 0; i < 4 && end - p >= 8; i++, p += 8) {
-		uint64_t z = zero_bytes(load8(p) ^ (ONES8 * c));
-		if (z)
-			return p + (__builtin_ctzll(z) >> 3);
-	}
-#endif
-	const char *q = memchr(p, c, (size_t)(end - p));
-	return q ? q : end;
 }
 
 /* p just past the opening double quote. */
@@ -590,6 +642,24 @@ static const char *scan_number(const char *p, const char *end)
 	return p;
 }
 
+/* scan_number(), inline for the common plain integer: digits followed by a byte that
+ * can continue no number form (nor "trailing junk"). */
+static inline __attribute__((always_inline)) const char *scan_number_inl(const char *p, const char *end)
+{
+	const char *q = p;
+#if VEC16
+	unsigned nd;
+	if (end - p >= 16 && (nd = ~vdigit(vload(p)) & 0xffffu) != 0)
+		q = p + __builtin_ctz(nd);
+	else
+#endif
+		while (q < end && ISDIGIT(*q))
+			q++;
+	if (q > p && (q == end || (!(CLS(*q) & C_IC) && *q != '.')))
+		return q;
+	return scan_number(p, end);
+}
+
 /* After a '-' (p just past it): the end of the number that follows, which the
  * sign folds into, with its start in *d; NULL when no number follows or it is
  * cast (-1::int is -(1::int) to the grammar). */
@@ -598,21 +668,9 @@ static const char *signed_number_end(const char *p, const char *end, const char 
 	*d = skip_ws(p, end);
 	if (*d >= end || !(ISDIGIT(**d) || (**d == '.' && *d + 1 < end && ISDIGIT((*d)[1]))))
 		return NULL;
-	const char *e = scan_number(*d, end);
+	const char *e = scan_number_inl(*d, end);
 	const char *r = skip_ws(e, end);
 	return r + 1 < end && r[0] == ':' && r[1] == ':' ? NULL : e;
-}
-
-/* The same, inline for the common plain integer: digits followed by a byte that
- * can continue no number form (nor "trailing junk"). */
-static inline __attribute__((always_inline)) const char *scan_number_inl(const char *p, const char *end)
-{
-	const char *q = p;
-	while (q < end && ISDIGIT(*q))
-		q++;
-	if (q > p && (q == end || (!(CLS(*q) & C_IC) && *q != '.')))
-		return q;
-	return scan_number(p, end);
 }
 
 static inline int is_integer(const char *s, const char *e)
@@ -623,6 +681,32 @@ static inline int is_integer(const char *s, const char *e)
 		if (!ISDIGIT(*s))
 			return 0;
 	return 1;
+}
+
+/* The first byte in [p, end) that is a or b, or end. */
+static inline const char *find_either(const char *p, const char *end, char a, char b)
+{
+#if VEC16
+	for (; end - p >= 16; p += 16) {
+		__m128i v = vload(p);
+		unsigned m = (unsigned)_mm_movemask_epi8(
+			_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(a)), _mm_cmpeq_epi8(v, _mm_set1_epi8(b))));
+		if (m)
+			return p + __builtin_ctz(m);
+	}
+#endif
+#if LE64
+	if (end - p >= 8) {
+		uint64_t x = load8(p);
+		uint64_t z = zero_bytes(x ^ (ONES8 * (unsigned char)a)) | zero_bytes(x ^ (ONES8 * (unsigned char)b));
+		if (z)
+			return p + (__builtin_ctzll(z) >> 3);
+		p += 8;
+	}
+#endif
+	while (p < end && *p != a && *p != b)
+		p++;
+	return p;
 }
 
 /* ------------------------------------------------------------ sqlcommenter */
@@ -648,14 +732,10 @@ static void parse_tags(struct sql_norm *res, const char *s, size_t n)
 		i += 2;
 		size_t v0 = i;
 		for (;;) { /* the closing quote: the first not after a backslash */
-			const char *q = memchr(s + i, '\'', n - i);
-			size_t qi = q ? (size_t)(q - s) : n;
-			const char *b = memchr(s + i, '\\', qi - i);
-			if (!b) {
-				i = qi;
+			i = (size_t)(find_either(s + i, s + n, '\'', '\\') - s);
+			if (i >= n || s[i] == '\'')
 				break;
-			}
-			i = (size_t)(b - s) + 2; /* \x */
+			i += 2; /* \x */
 			if (i >= n) {
 				i = n;
 				break;
@@ -754,6 +834,8 @@ static inline int unary_ctx(const struct lex *lx)
  * holds one of ~!@#^&|`?% */
 static inline size_t op_len(const char *p, const char *end)
 {
+	if (p + 1 >= end || !(CLS(p[1]) & C_OP))
+		return 1; /* most operators are one byte */
 	const char *q = p;
 	int special = 0;
 	while (q < end && (CLS(*q) & C_OP)) {
@@ -1282,6 +1364,16 @@ static inline __attribute__((always_inline)) void copy_small(char *d, const char
 {
 	if (n >= 8) {
 		if (n > 16) {
+#if VEC16
+			/* Django's runs of quoted identifiers: a few sixteen-byte
+			 * moves, the last one overlapping */
+			if (n <= 128) {
+				for (size_t i = 0; i + 16 < n; i += 16)
+					_mm_storeu_si128((__m128i *)(void *)(d + i), vload(s + i));
+				_mm_storeu_si128((__m128i *)(void *)(d + n - 16), vload(s + n - 16));
+				return;
+			}
+#endif
 			memcpy(d, s, n);
 			return;
 		}
@@ -1301,6 +1393,20 @@ static inline __attribute__((always_inline)) void copy_small(char *d, const char
 		d[n / 2] = s[n / 2];
 		d[n - 1] = s[n - 1];
 	}
+}
+
+/* The same for a token of the lane, whose output has room for n + 16 bytes:
+ * where sixteen bytes can be read at s, a token of up to sixteen is one move
+ * (the bytes past it in d are scratch). */
+static inline __attribute__((always_inline)) void copy_tok(char *d, const char *s, size_t n, const char *end)
+{
+#if VEC16
+	if (n <= 16 && end - s >= 16) {
+		_mm_storeu_si128((__m128i *)(void *)d, vload(s));
+		return;
+	}
+#endif
+	copy_small(d, s, n);
 }
 
 /* Lower-cased copy of a word, same bounds as copy_small. */
@@ -1364,12 +1470,18 @@ static const unsigned char sptab[17][32] = { /* rows of 32: the index is a shift
 	{ 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1 },
 };
 
+static inline __attribute__((always_inline)) int space_kinds(unsigned char kind, unsigned char last, unsigned last_kw,
+								const char *s, size_t n)
+{
+	unsigned v = sptab[kind][last];
+	if (__builtin_expect(v == 2, 0))
+		return kind == TK_LPAREN ? (last_kw & F_SPAREN) != 0 : !(n == 1 && *s == '*');
+	return (int)v;
+}
+
 static inline __attribute__((always_inline)) int space_before(const struct norm *o, const struct tok *t)
 {
-	unsigned v = sptab[t->kind][o->last];
-	if (__builtin_expect(v == 2, 0))
-		return t->kind == TK_LPAREN ? (o->last_kw & F_SPAREN) != 0 : !(t->n == 1 && *t->s == '*');
-	return (int)v;
+	return space_kinds(t->kind, o->last, o->last_kw, t->s, t->n);
 }
 
 static inline void put_num(struct norm *o, int v)
@@ -1616,60 +1728,79 @@ static size_t digits_upto(long m)
 }
 
 /* IN (1, 2, 3) as ORMs write it: at least two elements, each one number, '...'
- * string or $n, separated by commas, with no comment or cast.  Called just after
- * the '(' that opened the IN list, the only list open, when every constant is
- * replaced here.  Prints what the general path would have left once the ')'
- * collapses the list, "$n" MARKER, and stops before the ')'; or, for a list of
- * another form, does nothing. */
-static void in_list_fast(struct lex *lx, struct norm *o, int *nconst)
-{
-	const char *p = lx->p, *const end = lx->end;
-	long nelem = 0;
-	int nc = 0;
+ * string or $n, separated by commas, with no comment or cast.  in_list_scan()
+ * reads such a list from just after its '(' and returns where its ')' is (or
+ * NULL for a list of another form), with the number of elements, of constants
+ * among them, and the kind of the last. */
+struct in_scan {
+	long nelem;
+	int nc;
 	unsigned char k;
+};
+
+static const char *in_list_scan(const char *p, const char *end, struct in_scan *r)
+{
+	r->nelem = 0;
+	r->nc = 0;
 	for (;;) {
 		while (p < end && (CLS(*p) & C_SP))
 			p++;
 		if (p >= end)
-			return;
+			return NULL;
 		if (ISDIGIT(*p) || (*p == '.' && p + 1 < end && ISDIGIT(p[1]))) {
 			p = scan_number_inl(p, end);
-			k = TK_CONST;
+			r->k = TK_CONST;
 		} else if (*p == '\'') {
 			p = scan_qstring(p + 1, end);
-			k = TK_CONST;
+			r->k = TK_CONST;
 		} else if (*p == '$' && p + 1 < end && ISDIGIT(p[1])) {
 			p += 2;
 			while (p < end && ISDIGIT(*p))
 				p++;
-			k = TK_PARAM;
+			r->k = TK_PARAM;
 		} else {
-			return;
+			return NULL;
 		}
-		nc += k == TK_CONST;
-		nelem++;
+		r->nc += r->k == TK_CONST;
+		r->nelem++;
 		while (p < end && (CLS(*p) & C_SP))
 			p++;
 		if (p >= end || (*p != ',' && *p != ')'))
-			return;
+			return NULL;
 		if (*p == ')')
-			break;
+			return p;
 		p++;
 	}
-	/* the general path prints every element ("$1, $2, ...") before the ')'
-	 * collapses them: the same overflow when that does not fit */
-	size_t peak = (size_t)(nelem + digits_upto(o->nph + nelem) - digits_upto(o->nph) + 2 * (nelem - 1));
-	if (nelem < 2 || peak > o->cap - o->n)
+}
+
+/* What the general path prints for such a list of r->nelem elements, "$1, $2,
+ * ...", before its ')' collapses it: it sets no output overflow when that does
+ * not fit, and neither may a shortcut. */
+static inline int in_list_fits(const struct in_scan *r, int nph, size_t room)
+{
+	long m = r->nelem;
+	return (size_t)(m + digits_upto(nph + m) - digits_upto(nph) + 2 * (m - 1)) <= room;
+}
+
+/* Called just after the '(' that opened the IN list, the only list open, when
+ * every constant is replaced here.  Prints what the general path would have
+ * left once the ')' collapses the list, "$n" MARKER, and stops before the ')';
+ * or, for a list of another form, does nothing. */
+static void in_list_fast(struct lex *lx, struct norm *o, int *nconst)
+{
+	struct in_scan r;
+	const char *p = in_list_scan(lx->p, lx->end, &r);
+	if (!p || r.nelem < 2 || !in_list_fits(&r, o->nph, o->cap - o->n))
 		return;
 	put_num(o, ++o->nph);
 	put(o, MARKER, sizeof(MARKER) - 1);
-	o->last = k;
+	o->last = r.k;
 	o->last_kw = 0;
 	o->nl = o->nph_off = 0;
 	o->lost = 0;
-	*nconst += nc;
+	*nconst += r.nc;
 	lx->p = p;
-	lx->prev = k;
+	lx->prev = r.k;
 	lx->prev_kw = lx->prev2_kw = 0;
 	lx->paren_first = lx->extract = lx->pos_elem = 0;
 }
@@ -1680,23 +1811,51 @@ static void in_list_fast(struct lex *lx, struct norm *o, int *nconst)
  * own fast path would apply to every token (no context open: lx->busy is 0, or
  * only a positional ORDER BY / GROUP BY list: see pos in fast_lane()), no
  * list is being collapsed or about to open (or the innermost one is VALUES and
- * the lane is inside one of its rows, where the list only needs the offsets of
- * placeholders: see lane_ok()), no ';' is pending and the last token printed
- * needs nothing more.  It takes words that are no keyword with a role here
- * (and the first word of a SELECT, INSERT, UPDATE..., the BY that starts an
- * ORDER BY list, the keyword that ends it), runs of quoted identifiers, . and ,
- * numbers (with a sign that folds into them), strings, $n, operators, "::name"
- * casts and parentheses that change no more than the depth; any other token
- * (comments, keywords such as IN, VALUES, NULL, casts into a type with
- * modifiers...) and any token that might not fit in the output leave the lane
- * before anything of them is consumed, for the general loop to handle exactly
- * as before.  Each token gets exactly the kind, spacing and text the general
- * path would give it, and the context the same changes (tests/sqldiff/normident.c
- * compares the two). */
-#define LANE_EXIT_KW (F_BOOLNULL | F_ALL | F_IN | F_ARRAY | F_VALUES)
+ * the lane is inside one of its rows, or the only one is an IN list that can
+ * no longer collapse, where the list only needs the offsets of placeholders:
+ * see lane_ok()), no ';' is pending and the last token printed needs nothing
+ * more.  It takes words that are no keyword with a role here (and the first
+ * word of a SELECT, INSERT, UPDATE..., the first word of a query in parens,
+ * NULL, TRUE and FALSE, the BY that starts an ORDER BY list, the keyword that
+ * ends it), runs of quoted identifiers, . and , numbers (with a sign that
+ * folds into them), strings, $n, operators, "::name" casts, parentheses that
+ * change no more than the depth, comments (tags parsed as lex_next does), a
+ * last ';', and two list shapes whole: IN (1, 2, 3) collapsed as
+ * in_list_fast() does, and VALUES with its rows (the list opened, each row
+ * ended and compared, the list finished by the token after the last row, as
+ * lists_pre() and lists_post() do).  Any other token (keywords such as ARRAY,
+ * a VALUES that opens a statement, casts into a type with modifiers, a
+ * statement after a ';', ...) and any token that might not fit in the output
+ * leave the lane before anything of them is consumed, for the general loop to
+ * handle exactly as before.  Each token gets exactly the kind, spacing and text
+ * the general path would give it, and the context the same changes
+ * (tests/sqldiff/normident.c compares the two, also with comments put between
+ * list elements). */
 
-/* May the lane run?  Inside a row of VALUES (the innermost list, the row's own
- * depth), lists_pre() and lists_post() do nothing for the lane's tokens. */
+/* Words that need more than printing here (see the word case of fast_lane()). */
+#define LANE_SLOW_KW (F_BOOLNULL | F_ALL | F_ARRAY | F_IN | F_VALUES | F_QUERY | F_AS | F_BY | F_NOT)
+
+/* Output room below which the lane leaves the rest to the general path: enough
+ * for any token of up to sixteen bytes with its space, for the fixed-size
+ * stores that print short tokens (eight or sixteen bytes, some past the token:
+ * scratch) and for a collapsed list's MARKER. */
+#define LANE_ROOM 48
+
+/* An IN (...) or ARRAY[...] list, the only one open, that cannot collapse any
+ * more: an element ended with another shape, or the one going on is more than
+ * a placeholder (IN (SELECT ...)).  Until its end only the offsets of
+ * placeholders matter to it, and a ',' between its elements (elem_end()). */
+static inline int list_doomed(const struct norm *o)
+{
+	const struct nlist *l = &o->l[0];
+	return o->nl == 1 && l->kind != L_VALUES && (!l->ok || (l->el_ntok > 0 && !l->el_simple));
+}
+
+/* May the lane run?  Inside a row of VALUES (the innermost list, deeper than
+ * the list itself), lists_pre() and lists_post() do nothing for the lane's
+ * tokens but the row's own ')', which the lane ends as they would; inside a
+ * doomed IN or ARRAY list (list_doomed()) nothing but the list's ',' and its
+ * end, which the lane leaves to them. */
 static inline __attribute__((always_inline)) int lane_ok(const struct lex *lx, const struct norm *o, int pend_semi)
 {
 	/* lx->start: a fresh statement, whose first word the lane may take */
@@ -1705,7 +1864,69 @@ static inline __attribute__((always_inline)) int lane_ok(const struct lex *lx, c
 	if (!o->nl)
 		return 1;
 	const struct nlist *l = &o->l[o->nl - 1];
-	return l->kind == L_VALUES && l->vstate == V_INROW && lx->depth == l->depth + 1;
+	if (l->kind == L_VALUES)
+		return l->vstate == V_INROW && lx->depth > l->depth;
+	return list_doomed(o) && lx->depth >= l->depth;
+}
+
+/* Just past the whitespace (no comments) from p. */
+static inline const char *skip_sp(const char *p, const char *end)
+{
+	while (p < end && (CLS(*p) & C_SP))
+		p++;
+	return p;
+}
+
+/* Whether a position may start at p (an ORDER BY element that is a number, or a
+ * sign or comment before one): such an element is lex_next's. */
+static inline int lane_pos_start(const char *p, const char *end)
+{
+	p = skip_sp(p, end);
+	return p < end && (ISDIGIT(*p) || *p == '.' || (CLS(*p) & C_CM));
+}
+
+/* Just past a run of quoted identifiers joined by '.' or by ", " (Django's
+ * "t"."a", "t"."b"), from its first quote p. */
+static inline const char *qident_run(const char *p, const char *end)
+{
+	for (;;) {
+		p = scan_qident(p + 1, end);
+		if (end - p >= 2 && p[0] == '.' && p[1] == '"')
+			p += 1;
+		else if (end - p >= 3 && p[0] == ',' && p[1] == ' ' && p[2] == '"')
+			p += 2;
+		else
+			return p;
+	}
+}
+
+/* The context a '(' that only opens a depth changes (as lex_next's slow path). */
+static inline __attribute__((always_inline)) void lane_open(struct lex *lx, unsigned char last)
+{
+	if (last == TK_LPAREN) /* paren_first */
+		lx->qmask |= 1ull << lx->depth;
+	uint64_t bit = 1ull << ++lx->depth;
+	lx->castmask &= ~bit;
+	lx->qmask &= ~bit;
+	lx->opmask &= ~bit;
+}
+
+/* "$v" at d; returns its length. */
+static inline __attribute__((always_inline)) size_t print_ph(char *d, int v)
+{
+	d[0] = '$';
+	if (v < 10) {
+		d[1] = (char)('0' + v);
+		return 2;
+	}
+	size_t nd = 1;
+	for (int x = v; x >= 10; x /= 10)
+		nd++;
+	for (size_t i = nd; i > 0; i--) {
+		d[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return nd + 1;
 }
 
 static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, struct norm *o, int *nconst)
@@ -1714,6 +1935,9 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 	char *const out = o->o;
 	const size_t cap = o->cap;
 	size_t n = o->n;
+	if (cap < LANE_ROOM)
+		return;
+	const size_t nmax = cap - LANE_ROOM; /* the lane prints while n <= nmax */
 	/* The lexer's prev and paren_first follow from the kind of the last token
 	 * printed (checked below), o->last_kw and lx->prev_kw are the same (the
 	 * flags of the last token if it is a word: a ';' pending or a marker never
@@ -1722,180 +1946,284 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 	unsigned char last = o->last;
 	unsigned prev_kw = lx->prev_kw, p2 = lx->prev2_kw; /* p2: prev2_kw, for a NOT */
 	int nph = o->nph, nc = 0;
-	const int inlist = o->nl != 0; /* in a VALUES row: record placeholder offsets */
+	/* in a list (a VALUES row, a doomed IN): record placeholder offsets; a
+	 * VALUES row ends with the ')' at rowdepth, a doomed list with the ')' at
+	 * indepth, where its elements end with a ',' */
+	int inlist = o->nl != 0, rowdepth = -1, indepth = -1;
+	if (inlist) {
+		if (o->l[o->nl - 1].kind == L_VALUES)
+			rowdepth = o->l[o->nl - 1].depth + 1;
+		else
+			indepth = o->l[0].depth;
+	}
 	/* In an ORDER BY / GROUP BY list (opened and ended here by BY and a clause
-	 * keyword as in lex_next), a comma (the next element may be a position),
-	 * a ')' and a number that starts an element are left to the general path. */
-	const int pos = lx->posdepth >= 0;
-	const unsigned poskw = F_BY | (pos ? F_CLAUSE : 0); /* words that may open or end the list */
+	 * keyword as in lex_next), an element that may be a position is left to
+	 * the general path (lane_pos_start()). */
+	int pos = lx->posdepth >= 0;
+	unsigned slowkw = LANE_SLOW_KW | (pos ? F_CLAUSE : 0); /* F_CLAUSE: words that may end the list */
 	int nph_off = o->nph_off;
+	int synced = 0; /* *o brought up to date in the middle (a row of VALUES ended) */
 	int st = lx->start; /* the first token of a statement: only a word here */
+	/* The statement mode and the type context stay as they are in the lane
+	 * (its parens never cross typmod_depth or region_depth, which the general
+	 * path sets and clears), but for the first word of a statement, which
+	 * makes every constant replaced: which words, numbers and strings are
+	 * constants (emode(), num_const(), string_const()) is decided once.
+	 * strc: 1 a constant, 0 kept, -1 the general path's. */
+	int m = emode(lx), mall = m == M_ALL, numc = mall && !in_typmod(lx);
+	int strc = in_typmod(lx) || m == M_NONE ? 0 : mall ? 1 : -1;
 	if (lx->prev != last || lx->paren_first != (last == TK_LPAREN))
 		return; /* after OPERATOR(...), or an empty statement */
 	if (st || (lx->pos_elem && lx->depth == lx->posdepth)) {
-		const char *q = p;
-		while (q < end && (CLS(*q) & C_SP))
-			q++;
-		if (q >= end || (st && !(CLS(*q) & C_IS)) || ISDIGIT(*q) || *q == '.' || (CLS(*q) & C_CM))
+		const char *q = skip_sp(p, end);
+		if (q >= end || (st && !(CLS(*q) & C_IS)) || lane_pos_start(q, end))
 			return; /* nor a number or sign (or a comment before one) that starts an element */
 	}
 	/* pos_elem matters to a number or a sign only, which the lane does not take
 	 * as the first token (above): the token after this lane clears it anyway */
 	lx->pos_elem = 0;
 
+	const char *s; /* the token's start */
+	size_t tl;     /* and length */
+	unsigned char kind;
 	for (;;) {
-		while (p < end && (CLS(*p) & C_SP))
+		/* most tokens follow one space or none */
+		if (p < end && *p == ' ')
 			p++;
-		if (p >= end)
-			break;
-		const char *s = p;
+		if (p >= end || n > nmax)
+			goto stop;
+		s = p;
 		unsigned char c = (unsigned char)*p;
-		unsigned char cls = cc[c], kind;
+		unsigned char cls = cc[c];
 		if (cls & C_IS) {
-			if (p + 1 < end && (p[1] == '\'' || p[1] == '&'))
-				break; /* E'', B'', X'', N'', U&'', U&"" */
-			p = ident_end(p + 1, end);
-			size_t tl = (size_t)(p - s);
+			/* a word, printed lower-cased at at (before it is known to be
+			 * taken: bytes past n are scratch) */
 			const struct kwent *k;
-#if LE64
-			/* a short word is loaded and lower-cased once, for the lookup
-			 * and for the copy: eight bytes, those past the word lying
-			 * inside the room checked below (written over, or past the end
-			 * of the text) */
-			const int w8 = tl <= 8 && end - s >= 8;
-			const uint64_t lw = w8 ? lower8(load8(s)) : 0;
-			k = w8 ? kw_find8(lw, tl) : kw_lookup8(s, tl, end);
-#else
-			k = kw_lookup(s, tl);
-#endif
-			/* the first word in a paren may open a query (qmask); the first
-			 * of a statement must be SELECT, INSERT, UPDATE... (every
-			 * constant replaced; VALUES opens a list: the general path); the
-			 * AS of CAST(x AS type) opens a type context */
-			if ((k->flags & LANE_EXIT_KW) || (last == TK_LPAREN && (k->flags & F_QUERY)) ||
-			    (st && (k->id != KS_ALL || (k->flags & F_VALUES))) || cap - n < tl + 16 ||
-			    ((k->flags & F_AS) && lx->depth < 64 && (lx->castmask & (1ull << lx->depth)))) {
-				p = s;
-				break;
-			}
-			if (st) {
-				st = lx->start = 0;
-				lx->mode = M_ALL;
-			}
+			size_t at = n + sptab[TK_WORD][last]; /* 0 or 1 for a word */
 			out[n] = ' ';
-			n += sptab[TK_WORD][last]; /* 0 or 1 for a word */
+			tl = (size_t)(ident_end(s + 1, end) - s);
 #if LE64
-			if (w8)
-				memcpy(out + n, &lw, 8);
-			else
+			if (tl <= 8 && end - s >= 8) {
+				uint64_t lw = lower8(load8(s));
+				memcpy(out + at, &lw, 8); /* LANE_ROOM */
+				k = kw_find8(lw, tl);
+			} else
 #endif
-				copy_lower(out + n, s, tl);
-			n += tl;
-			if (__builtin_expect(k->flags & poskw, 0)) {
-				if ((k->flags & F_BY) && last == TK_WORD && (prev_kw & F_SORTBY) && lx->depth < 64 &&
-				    (lx->qmask & (1ull << lx->depth))) {
-					/* a query-level ORDER BY / GROUP BY list starts: its first
-					 * element, a position maybe, starts the next lane */
-					lx->posdepth = lx->depth;
-					lx->pos_elem = 1;
-					prev_kw = k->flags; /* last is TK_WORD already */
-					break;
-				}
-				if ((k->flags & F_CLAUSE) && lx->depth == lx->posdepth)
-					lx->posdepth = -1; /* and ends (pos stays set: the lane stays careful) */
+			{
+				if (cap - at < tl + 16)
+					goto stop_s;
+				copy_lower(out + at, s, tl);
+				k = kw_lookup8(s, tl, end);
 			}
+			p = s + tl;
+			unsigned kf = k->flags;
+			/* E'', B'', X'', N'', U&'', U&"": lex_next's */
+			int quoted = tl == 1 && p < end && (*p == '\'' || *p == '&');
+			if (__builtin_expect((kf & slowkw) | st | quoted, 0)) {
+				/* the first of a statement must be SELECT, INSERT,
+				 * UPDATE... (every constant replaced; VALUES opens a list:
+				 * the general path); the AS of CAST(x AS type) opens a type
+				 * context */
+				if (quoted || (kf & F_ARRAY) || (st && (k->id != KS_ALL || (kf & F_VALUES))) ||
+				    ((kf & F_AS) && lx->depth < 64 && (lx->castmask & (1ull << lx->depth))))
+					goto stop_s;
+				/* (SELECT ...: the paren holds a query, whose ORDER BY is
+				 * query-level (qmask; set again by lex_next if the word is
+				 * left to it) */
+				if (last == TK_LPAREN && (kf & F_QUERY) && lx->depth < 64)
+					lx->qmask |= 1ull << lx->depth;
+				if (st) {
+					st = lx->start = 0;
+					lx->mode = M_ALL;
+					mall = numc = strc = 1;
+				}
+				if (kf & (F_BOOLNULL | F_ALL)) {
+					/* NULL, TRUE, FALSE (not after IS or IS NOT) and LIMIT's
+					 * ALL are constants where every constant is replaced */
+					if (mall && ((kf & F_BOOLNULL) ? !((prev_kw & F_IS) || ((prev_kw & F_NOT) && (p2 & F_IS)))
+								       : (prev_kw & F_LIMIT) != 0)) {
+						kind = TK_CONST;
+						goto placeholder;
+					}
+				} else if (kf & F_IN) {
+					/* x IN (1, 2, 3): the word, its paren and the list
+					 * collapsed at once, as the general path and
+					 * in_list_fast() print them; any other IN is theirs */
+					struct in_scan r;
+					const char *q = skip_sp(p, end);
+					if (inlist || pos || !numc || lx->depth >= 63 || q >= end || *q != '(' ||
+					    !(q = in_list_scan(q + 1, end, &r)) || r.nelem < 2 ||
+					    !in_list_fits(&r, nph, cap - (at + tl + 2)))
+						goto stop_s;
+					n = at + tl;
+					out[n] = ' ';
+					out[n + 1] = '(';
+					n += 2;
+					lane_open(lx, TK_WORD);
+					n += print_ph(out + n, ++nph);
+					memcpy(out + n, MARKER, sizeof(MARKER) - 1);
+					n += sizeof(MARKER) - 1;
+					nc += r.nc;
+					last = r.k;
+					prev_kw = p2 = 0;
+					p = q; /* the ')' */
+					continue;
+				} else if (kf & F_VALUES) {
+					/* VALUES (: the list opens (lists_post()) and its first
+					 * row with the paren, in which the lane goes on */
+					const char *q = skip_sp(p, end);
+					if (inlist || pos || lx->typmod_depth >= 0 || lx->depth >= 63 || q >= end || *q != '(')
+						goto stop_s;
+					list_push(o, L_VALUES, lx->depth);
+					struct nlist *l = &o->l[o->nl - 1];
+					n = at + tl;
+					out[n] = ' '; /* F_SPAREN */
+					out[n + 1] = '(';
+					l->el_start = n + 1;
+					l->el_ph0 = nph_off;
+					l->vstate = V_INROW;
+					n += 2;
+					lane_open(lx, TK_WORD);
+					inlist = 1;
+					rowdepth = lx->depth;
+					last = TK_LPAREN;
+					prev_kw = 0;
+					p = q + 1;
+					continue;
+				}
+				if (kf & F_NOT)
+					p2 = prev_kw;
+				if (kf & (F_BY | F_CLAUSE)) {
+					if ((kf & F_BY) && last == TK_WORD && (prev_kw & F_SORTBY) && lx->depth < 64 &&
+					    (lx->qmask & (1ull << lx->depth))) {
+						/* a query-level ORDER BY / GROUP BY list starts:
+						 * a first element that may be a position is
+						 * lex_next's */
+						lx->posdepth = lx->depth;
+						pos = 1;
+						slowkw |= F_CLAUSE;
+						if (lane_pos_start(p, end)) {
+							lx->pos_elem = 1;
+							n = at + tl;
+							last = TK_WORD;
+							prev_kw = kf;
+							goto stop;
+						}
+					} else if ((kf & F_CLAUSE) && lx->depth == lx->posdepth) {
+						lx->posdepth = -1; /* and ends (pos stays set: the lane stays careful) */
+					}
+				}
+			}
+			n = at + tl;
 			last = TK_WORD;
-			if (k->flags & F_NOT)
-				p2 = prev_kw;
-			prev_kw = k->flags;
+			prev_kw = kf;
 			continue;
-		} else if (c == '"') {
+		}
+		if (c == '"') {
 			/* quoted identifiers joined by '.' or by ", " (Django's "t"."a",
 			 * "t"."b") print exactly as written: one piece, whose tokens
 			 * change nothing here, the last of them an identifier */
-			for (;;) {
-				p = scan_qident(p + 1, end);
-				if (end - p >= 2 && p[0] == '.' && p[1] == '"')
-					p += 1;
-				else if (end - p >= 3 && p[0] == ',' && p[1] == ' ' && p[2] == '"')
-					p += 2;
-				else
-					break;
-			}
-			size_t tl = (size_t)(p - s);
-			if (cap - n < tl + 16) {
-				p = s;
-				break;
-			}
+			p = qident_run(p, end);
+			tl = (size_t)(p - s);
+			if (cap - n < tl + 16)
+				goto stop_s;
 			out[n] = ' ';
 			n += sptab[TK_QIDENT][last]; /* 0 or 1 */
-			copy_small(out + n, s, tl);
+			copy_tok(out + n, s, tl, end);
 			n += tl;
 			last = TK_QIDENT;
 			prev_kw = 0;
 			continue;
-		} else if ((cls & C_DG) || (c == '.' && p + 1 < end && ISDIGIT(p[1]))) {
+		}
+		switch (c) {
+		case '.':
+			if (!(p + 1 < end && ISDIGIT(p[1]))) {
+				out[n] = ' ';
+				n += sptab[TK_DOT][last]; /* 0 or 1 */
+				out[n++] = '.';
+				p++;
+				last = TK_DOT;
+				prev_kw = 0;
+				continue;
+			}
+			__attribute__((fallthrough)); /* .5 */
+		case '0' ... '9':
 			p = scan_number_inl(p, end);
-			kind = (!in_typmod(lx) && emode(lx) == M_ALL) ? TK_CONST : TK_KEEP; /* num_const() */
-		} else if (c == '.') {
+			if (numc) {
+				kind = TK_CONST;
+				goto placeholder;
+			}
+			kind = TK_KEEP;
+			goto verbatim;
+		case ',':
+			/* the next element of an ORDER BY list may be a position */
+			if (pos && lx->depth == lx->posdepth && lane_pos_start(p + 1, end))
+				goto stop;
+			if (lx->depth == indepth) {
+				/* between elements of a doomed list: what elem_end()
+				 * does to one (no shape to compare) */
+				o->l[0].ok = 0;
+				o->l[0].nelem++;
+				o->l[0].el_ntok = 0;
+			}
+			out[n++] = ','; /* never a space before */
 			p++;
-			kind = TK_DOT;
-		} else if (c == ',') {
-			if (pos)
-				break;
-			p++;
-			kind = TK_COMMA;
-		} else if (c == '\'') {
-			/* string_const(), for the modes where it depends on no more */
-			int m = emode(lx);
-			if (in_typmod(lx) || m == M_NONE)
-				kind = TK_KEEP;
-			else if (m == M_ALL)
-				kind = (prev_kw & F_UESCAPE) ? TK_KEEP : TK_CONST;
-			else
-				break;
+			last = TK_COMMA;
+			prev_kw = 0;
+			continue;
+		case '\'':
+			if (strc < 0)
+				goto stop;
 			p = scan_qstring(p + 1, end);
-		} else if (c == '$' && p + 1 < end && ISDIGIT(p[1])) {
+			if (strc && !(prev_kw & F_UESCAPE)) {
+				kind = TK_CONST;
+				goto placeholder;
+			}
+			kind = TK_KEEP;
+			goto verbatim;
+		case '$':
+			if (!(p + 1 < end && ISDIGIT(p[1])))
+				goto stop;
 			p += 2;
 			while (p < end && ISDIGIT(*p))
 				p++;
 			kind = TK_PARAM;
-		} else if (cls & C_OP) {
-			if (p + 1 < end && ((c == '-' && p[1] == '-') || (c == '/' && p[1] == '*')))
-				break; /* a comment */
-			p += op_len(p, end);
-			kind = TK_OP;
-			/* a '-' that folds into the number after it, as in lex_next:
-			 * unary_ctx() && num_const(), and the number is not cast */
-			if (p - s == 1 && c == '-' &&
-			    (last == TK_EOF || last == TK_OP || last == TK_LPAREN || last == TK_LBRACK || last == TK_COMMA ||
-			     last == TK_SEMI || last == TK_COLON || (last == TK_WORD && (prev_kw & F_UNARY))) &&
-			    !in_typmod(lx) && emode(lx) == M_ALL) {
-				const char *d, *e = signed_number_end(p, end, &d);
-				if (e) {
-					p = e;
-					kind = TK_CONST;
-				}
-			}
-		} else if (c == ':') {
+			goto placeholder;
+		case ':': {
 			/* x::name, a plain type name followed by nothing that could
-			 * continue a type (a modifier, '.', '[', a word, a comment): the
-			 * type context it opens ends with the next token, so both are
-			 * taken here and leave none */
+			 * continue a type (a modifier, '.', '[', a word such as the
+			 * precision of double precision, a comment before any of
+			 * them): the type context it opens ends with the next token,
+			 * so both are taken here and leave none */
 			if (end - p < 3 || p[1] != ':' || !(CLS(p[2]) & C_IS) || lx->typmod_depth >= 0)
-				break;
+				goto stop;
 			const char *w = p + 2, *a;
 			if (w + 1 < end && (w[1] == '\'' || w[1] == '&'))
-				break; /* E'', U&"" */
+				goto stop; /* E'', U&"" */
 			a = ident_end(w + 1, end);
 			size_t wl = (size_t)(a - w);
 			const struct kwent *k = kw_lookup8(w, wl, end);
 			const char *we = a;
 			while (a < end && (CLS(*a) & C_SP))
 				a++;
-			if ((k->flags & LANE_EXIT_KW) || (pos && (k->flags & F_CLAUSE)) || cap - n < wl + 18 ||
-			    (a < end && ((CLS(*a) & (C_IS | C_CM)) || *a == '(' || *a == '[' || *a == '.')))
-				break;
+			/* (the type named AS in CAST(x ::AS ...) is the AS of the
+			 * CAST, which opens a type context of its own: lex_next's;
+			 * the lane before took it, in that invalid SQL, and left
+			 * no context) */
+			if ((k->flags & (F_BOOLNULL | F_ALL | F_IN | F_ARRAY | F_VALUES)) || (pos && (k->flags & F_CLAUSE)) ||
+			    ((k->flags & F_AS) && lx->depth < 64 && (lx->castmask & (1ull << lx->depth))) ||
+			    cap - n < wl + 18 || (a < end && (*a == '(' || *a == '[' || *a == '.')) ||
+			    (a + 1 < end && ((a[0] == '-' && a[1] == '-') || (a[0] == '/' && a[1] == '*'))))
+				goto stop;
+			if (a < end && (CLS(*a) & C_IS)) {
+				/* a word after the type ends its context unless it can
+				 * continue the type (double precision, timestamp with
+				 * time zone...): the same as after no context at all,
+				 * whatever the word turns out to be (lex_next) */
+				const char *b = ident_end(a + 1, end);
+				if (kw_lookup8(a, (size_t)(b - a), end)->flags & F_TYPECONT)
+					goto stop;
+			}
 			out[n] = ' ';
 			n += sptab[TK_CAST][last];
 			out[n] = out[n + 1] = ':';
@@ -1906,78 +2234,171 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 			p2 = 0;
 			prev_kw = k->flags;
 			continue;
-		} else if (c == '(') {
+		}
+		case '(':
 			/* a paren that only opens a depth: not after CAST, OPERATOR,
-			 * EXTRACT or a time function, nor in type modifiers or a list
-			 * (the lane is entered with no type context) */
-			if (lx->depth >= 63 || inlist || lx->typmod_depth >= 0 ||
+			 * EXTRACT or a time function, nor in type modifiers (the lane
+			 * is entered with no type context) */
+			if (lx->depth >= 63 || lx->typmod_depth >= 0 ||
 			    (last == TK_WORD && (prev_kw & (F_CAST | F_OPERATOR | F_EXTRACT | F_TIMEFN))))
-				break;
+				goto stop;
+			lane_open(lx, last);
+			out[n] = ' ';
+			n += (size_t)space_kinds(TK_LPAREN, last, prev_kw, s, 1);
+			out[n++] = '(';
 			p++;
-			kind = TK_LPAREN;
-		} else if (c == ')') {
+			last = TK_LPAREN;
+			prev_kw = 0;
+			continue;
+		case ')':
 			/* one that only closes a depth: no type modifiers, EXPLAIN or COPY
-			 * region, ORDER BY list or collapsing list ends with it, and it
-			 * is not OPERATOR(...)'s (the token after is an operand) */
-			if (lx->depth == 0 || lx->depth > 63 || inlist || pos || lx->typmod_depth >= 0 ||
-			    lx->region_depth >= 0 || (lx->opmask & (1ull << lx->depth)))
-				break;
+			 * region or collapsing list ends with it, and it is not
+			 * OPERATOR(...)'s (the token after is an operand); an ORDER BY
+			 * list inside ends with it */
+			if (lx->depth == 0 || lx->depth > 63 || lx->typmod_depth >= 0 || lx->region_depth >= 0 ||
+			    (lx->opmask & (1ull << lx->depth)) || lx->depth == indepth ||
+			    (lx->depth == rowdepth && (o->nl != 1 || pos)))
+				goto stop;
+			out[n++] = ')'; /* never a space before */
 			p++;
-			kind = TK_RPAREN;
-		} else {
-			break;
-		}
-		size_t tl = (size_t)(p - s);
-		if (cap - n < tl + 16 || (inlist && nph_off >= PH_MAX)) {
-			p = s;
-			break; /* maybe no room: the general path knows */
-		}
-		/* the context a paren changes (as lex_next's slow path) */
-		if (kind == TK_LPAREN) {
-			if (last == TK_LPAREN) /* paren_first */
-				lx->qmask |= 1ull << lx->depth;
-			uint64_t bit = 1ull << ++lx->depth;
-			lx->castmask &= ~bit;
-			lx->qmask &= ~bit;
-			lx->opmask &= ~bit;
-		} else if (kind == TK_RPAREN) {
-			lx->depth--;
-		}
-
-		/* print, as emit() */
-		struct tok t = { s, tl, kind, 0, 0 };
-		struct norm sp_o;
-		sp_o.last = last;
-		sp_o.last_kw = prev_kw;
-		out[n] = ' ';
-		n += (size_t)space_before(&sp_o, &t);
-		if (kind == TK_CONST || kind == TK_PARAM) {
-			nc += kind == TK_CONST;
-			if (inlist)
-				o->ph_off[nph_off++] = n;
-			size_t nd = 1;
-			int v = ++nph;
-			for (int x = v; x >= 10; x /= 10)
-				nd++;
-			out[n] = '$';
-			for (size_t i = nd; i > 0; i--) {
-				out[n + i] = (char)('0' + v % 10);
-				v /= 10;
+			last = TK_RPAREN;
+			prev_kw = 0;
+			if (lx->depth-- != rowdepth) {
+				if (lx->posdepth > lx->depth)
+					lx->posdepth = -1;
+				continue;
 			}
-			n += nd + 1;
-		} else if (kind == TK_OP && tl == 2 && s[0] == '!' && s[1] == '=') {
-			out[n] = '<';
-			out[n + 1] = '>';
-			n += 2;
-		} else {
-			copy_small(out + n, s, tl);
-			n += tl;
+			{
+				/* the end of a row of VALUES, the only list (lists_post()) */
+				struct nlist *l = &o->l[0];
+				o->n = n;
+				o->nph = nph;
+				o->nph_off = nph_off;
+				synced = 1;
+				elem_end(o, l, n);
+				nph_off = o->nph_off;
+				l->vstate = V_AFTER;
+				const char *q = skip_sp(p, end);
+				if (q < end && *q == ',') {
+					/* ", (": the next row */
+					const char *r = skip_sp(q + 1, end);
+					if (r >= end || *r != '(' || lx->depth >= 63)
+						goto stop;
+					out[n] = ',';
+					out[n + 1] = ' ';
+					out[n + 2] = '(';
+					l->el_start = n + 2;
+					l->el_ph0 = nph_off;
+					l->vstate = V_INROW;
+					n += 3;
+					lane_open(lx, TK_COMMA);
+					last = TK_LPAREN;
+					p = r + 1;
+					continue;
+				}
+				if (q + 1 < end && ((q[0] == '-' && q[1] == '-') || (q[0] == '/' && q[1] == '*')))
+					goto stop; /* a comment (a MARKER maybe) before the next token */
+				/* any other token ends the list before it is printed
+				 * (lists_pre(), or lists_end_all() at a ';' or the end) */
+				list_finish(o, 1);
+				n = o->n;
+				nph = o->nph;
+				nph_off = o->nph_off;
+				inlist = 0;
+				rowdepth = -1;
+				continue;
+			}
+		case ';':
+			/* a last ';' (nothing but whitespace after it) changes nothing:
+			 * lists_end_all() has none to end, the statement none to print */
+			if (inlist || skip_sp(p + 1, end) < end)
+				goto stop;
+			p = end;
+			goto stop;
+		case '-':
+		case '/':
+			if (p + 1 < end && p[1] == (c == '-' ? '-' : '*')) {
+				/* a comment: nothing to print, maybe tags */
+				if (c == '-') {
+					p = line_end(p, end);
+				} else {
+					const char *e = comment_end(p, end);
+					if (e - p == 10 && memcmp(p, "/*, ... */", 10) == 0)
+						goto stop; /* MARKER: lex_next's token */
+					if (lx->res && e - p >= 4 && e[-1] == '/' && e[-2] == '*')
+						parse_tags(lx->res, p + 2, (size_t)(e - p - 4));
+					p = e;
+				}
+				continue;
+			}
+			__attribute__((fallthrough)); /* an operator */
+		default:
+			if (cls & C_SP) {
+				p = skip_sp(p, end); /* more whitespace than one space */
+				continue;
+			}
+			if (!(cls & C_OP))
+				goto stop;
+			p += op_len(p, end);
+			/* a '-' that folds into the number after it, as in lex_next:
+			 * unary_ctx() && num_const(), and the number is not cast */
+			if (p - s == 1 && c == '-' && numc &&
+			    (last == TK_EOF || last == TK_OP || last == TK_LPAREN || last == TK_LBRACK || last == TK_COMMA ||
+			     last == TK_SEMI || last == TK_COLON || (last == TK_WORD && (prev_kw & F_UNARY)))) {
+				const char *d, *e = signed_number_end(p, end, &d);
+				if (e) {
+					p = e;
+					kind = TK_CONST;
+					goto placeholder;
+				}
+			}
+			tl = (size_t)(p - s);
+			if (cap - n < tl + 16)
+				goto stop_s;
+			out[n] = ' ';
+			n += (size_t)space_kinds(TK_OP, last, prev_kw, s, tl);
+			if (tl == 2 && s[0] == '!' && s[1] == '=') {
+				out[n] = '<'; /* the scanner makes them one token, NOT_EQUALS */
+				out[n + 1] = '>';
+				n += 2;
+			} else {
+				copy_tok(out + n, s, tl, end);
+				n += tl;
+			}
+			last = TK_OP;
+			prev_kw = 0;
+			continue;
 		}
+	placeholder:
+		/* a constant or $n: "$k", renumbered */
+		if (inlist && nph_off >= PH_MAX)
+			goto stop_s; /* the general path gives up collapsing */
+		out[n] = ' ';
+		n += sptab[kind][last]; /* 0 or 1 for both kinds */
+		if (inlist)
+			o->ph_off[nph_off++] = n;
+		n += print_ph(out + n, ++nph);
+		nc += kind == TK_CONST;
 		last = kind;
 		prev_kw = 0;
+		continue;
+	verbatim:
+		/* a literal kept as written */
+		tl = (size_t)(p - s);
+		if (cap - n < tl + 16)
+			goto stop_s;
+		out[n] = ' ';
+		n += sptab[TK_KEEP][last]; /* 0 or 1 */
+		copy_tok(out + n, s, tl, end);
+		n += tl;
+		last = TK_KEEP;
+		prev_kw = 0;
 	}
-	lx->p = p; /* at most past whitespace when no token was taken */
-	if (n != o->n) { /* a token was taken (each prints something) */
+stop_s:
+	p = s; /* the token is not taken */
+stop:
+	lx->p = p; /* at most past whitespace and comments when no token was taken */
+	if (n != o->n || synced) { /* a token was taken (each prints something) */
 		lx->prev = last;
 		lx->prev_kw = prev_kw;
 		lx->prev2_kw = p2; /* right when prev_kw has F_NOT, else never read */

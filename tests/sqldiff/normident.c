@@ -6,11 +6,14 @@
  * both are run on every statement of the given files.  A file ending in .jsonl
  * holds one JSON string per line; any other file is one raw input (the fuzz
  * corpus).  Besides each input itself, every prefix of it (inputs up to
- * PREFIX_MAX bytes), its normalized text, and seeded random mutations are
- * compared.  Compared: sql_normalize's return, all of struct sql_norm (tags as
- * offsets into the input) and the output bytes, also with caps too small;
- * sql_redact's return and bytes; sql_tag_decode of every tag and of the input.
- * Exits non-zero on the first difference.
+ * PREFIX_MAX bytes), its normalized text, seeded random mutations, and copies
+ * with a comment or whitespace put in where lists and the normalizer's fast
+ * paths look (after '(' and ',' and ';', before ')': a MARKER comment between
+ * list elements, a tag comment...) are compared.  Compared: sql_normalize's
+ * return, all of struct sql_norm (tags as offsets into the input) and the
+ * output bytes, also with caps too small; sql_redact's return and bytes;
+ * sql_tag_decode of every tag and of the input; sql_comment_tags of every
+ * block comment of the input.  Exits non-zero on the first difference.
  *
  * With --bench, instead times both versions on the given inputs, interleaved in
  * short rounds and keeping each one's fastest round, so that load elsewhere on
@@ -30,9 +33,11 @@
 int old_sql_normalize(const char *q, size_t len, char *out, size_t cap, struct sql_norm *res);
 long old_sql_redact(const char *q, size_t len, char *out, size_t cap);
 size_t old_sql_tag_decode(const char *v, size_t n, char *out, size_t cap);
+void old_sql_comment_tags(const char *c, size_t n, struct sql_norm *res);
 
 #define PREFIX_MAX 4096
 #define MUTATIONS 24
+#define COMMENT_PLACES 16
 
 struct input {
 	char *s;
@@ -175,6 +180,15 @@ static void compare(const char *src, size_t n)
 		free(d2);
 	}
 
+	/* the tags of each block comment (to the first star-slash after it) */
+	for (const char *c = q; (c = memmem(c, (size_t)(q + n - c), "/*", 2)) != NULL; c += 2) {
+		const char *e = memmem(c + 2, (size_t)(q + n - c - 2), "*/", 2);
+		size_t cl = e ? (size_t)(e + 2 - c) : (size_t)(q + n - c);
+		old_sql_comment_tags(c, cl, &r1);
+		sql_comment_tags(c, cl, &r2);
+		same_res(&r1, &r2, q, n);
+	}
+
 	/* redaction */
 	long ra = old_sql_redact(q, n, o1, cap);
 	long rb = sql_redact(q, n, o2, cap);
@@ -234,6 +248,35 @@ static void mutate_and_compare(const char *s, size_t n)
 			}
 		}
 		compare(m, mn);
+	}
+	free(m);
+}
+
+/* s with a comment or whitespace put in after a '(', ',' or ';' or before a
+ * ')', at each of the first COMMENT_PLACES such bytes in turn: what a list
+ * being collapsed, a VALUES row or the fast lane's shortcuts see least often
+ * in the corpus (a MARKER between elements counts as more of them). */
+static void comments_and_compare(const char *s, size_t n)
+{
+	static const char *const ins[] = {
+		"/* c */", "/*, ... */", " /*, ... */ ", "-- c\n", " --\n", "/*a='1',b='x'*/", "\n", "  ",
+		"/**/", " /* x /* y */ */ ", "\t/*, ... */\n",
+	};
+	char *m = malloc(n + 32);
+	if (!m)
+		abort();
+	int places = 0;
+	for (size_t i = 0; i < n && places < COMMENT_PLACES; i++) {
+		if (s[i] != ',' && s[i] != '(' && s[i] != ')' && s[i] != ';')
+			continue;
+		size_t at = s[i] == ')' ? i : i + 1;
+		const char *x = ins[next_rand() % (sizeof(ins) / sizeof(ins[0]))];
+		size_t xl = strlen(x);
+		memcpy(m, s, at);
+		memcpy(m + at, x, xl);
+		memcpy(m + at + xl, s + at, n - at);
+		compare(m, n + xl);
+		places++;
 	}
 	free(m);
 }
@@ -346,6 +389,7 @@ int main(int argc, char **argv)
 			compare(o, r.len);
 		free(o);
 		mutate_and_compare(s, n);
+		comments_and_compare(s, n);
 	}
 	printf("normident: %zu inputs, %llu comparisons, 0 differences\n", base, compared);
 	return 0;

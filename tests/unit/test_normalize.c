@@ -281,6 +281,43 @@ static void test_lists(void **state)
 	NORM(q, "insert into t(a, b) values ($1, $2) /*, ... */");
 }
 
+/* Statements whose every token the normalizer's fast lane takes (fast_lane()):
+ * lists, comments, casts, ORDER BY positions and constant keywords inside it
+ * print as the general path prints them (tests/sqldiff/normident.c compares
+ * the two exhaustively; these pin a few by hand). */
+static void test_fast_lane_shapes(void **state)
+{
+	(void)state;
+	/* an IN list that cannot collapse (a subquery, with a query-level ORDER BY) */
+	NORM("SELECT \"t\".\"a\" FROM \"t\" WHERE \"t\".\"id\" IN (SELECT U0.\"id\" FROM \"u\" U0 WHERE U0.\"x\" = 1 "
+	     "ORDER BY 1) AND \"t\".\"b\" = 2",
+	     "select \"t\".\"a\" from \"t\" where \"t\".\"id\" in (select u0.\"id\" from \"u\" u0 where u0.\"x\" = $1 "
+	     "order by 1) and \"t\".\"b\" = $2");
+	NORM("SELECT * FROM t WHERE a IN (1, a) AND b IN ($1, $2)",
+	     "select * from t where a in ($1, a) and b in ($2 /*, ... */)");
+	/* VALUES rows with constant keywords, a last ';' */
+	NORM("INSERT INTO \"t\" (\"a\", \"b\") VALUES (1, NULL), (2, TRUE) RETURNING \"t\".\"id\";",
+	     "insert into \"t\"(\"a\", \"b\") values ($1, $2) /*, ... */ returning \"t\".\"id\"");
+	assert_int_equal(nres.nconst, 4);
+	NORM("INSERT INTO t VALUES (1, 'a') /*, ... */ RETURNING id", "insert into t values ($1, $2) /*, ... */ returning id");
+	NORM("SELECT * FROM (SELECT a FROM t ORDER BY 1) s, (VALUES (1, 2), (3, 4)) v ORDER BY 2",
+	     "select * from (select a from t order by 1) s, (values ($1, $2) /*, ... */) v order by 2");
+	/* NULL, TRUE and FALSE after IS (NOT) or not; LIMIT ALL */
+	NORM("SELECT a FROM t WHERE b IS NULL AND c IS NOT NULL AND d = NULL AND e IS NOT TRUE AND f = FALSE LIMIT ALL",
+	     "select a from t where b is null and c is not null and d = $1 and e is not true and f = $2 limit $3");
+	/* casts followed by a word that ends the type, or continues it */
+	NORM("SELECT x::text LIKE 'a%', y::double precision, z::timestamp with time zone, w::int - 1 FROM t",
+	     "select x::text like $1, y::double precision, z::timestamp with time zone, w::int - $2 from t");
+	/* positions in ORDER BY stay */
+	NORM("SELECT a FROM t ORDER BY a, 2 DESC, -1, \"t\".\"b\"", "select a from t order by a, 2 desc, -1, \"t\".\"b\"");
+	/* comments, tags among them, anywhere */
+	NORM("SELECT 1 /*a='1'*/ FROM t -- c\n WHERE x IN (1, 2) /*controller='v'*/;",
+	     "select $1 from t where x in ($2 /*, ... */)");
+	assert_int_equal(nres.ntags, 2);
+	assert_int_equal(nres.nconst, 3);
+	NORM("select 1; select 2;", "select $1; select $2");
+}
+
 static void test_idempotent(void **state)
 {
 	(void)state;
@@ -476,6 +513,7 @@ int main(void)
 		cmocka_unit_test(test_lexical_forms),
 		cmocka_unit_test(test_constants_in_context),
 		cmocka_unit_test(test_lists),
+		cmocka_unit_test(test_fast_lane_shapes),
 		cmocka_unit_test(test_idempotent),
 		cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_redact),
