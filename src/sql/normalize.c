@@ -2124,16 +2124,8 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 			 * "t"."b") print exactly as written: one piece, whose tokens
 			 * change nothing here, the last of them an identifier */
 			p = qident_run(p, end);
-			tl = (size_t)(p - s);
-			if (cap - n < tl + 16)
-				goto stop_s;
-			out[n] = ' ';
-			n += sptab[TK_QIDENT][last]; /* 0 or 1 */
-			copy_tok(out + n, s, tl, end);
-			n += tl;
-			last = TK_QIDENT;
-			prev_kw = 0;
-			continue;
+			kind = TK_QIDENT;
+			goto verbatim;
 		}
 		switch (c) {
 		case '.':
@@ -2383,15 +2375,16 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 		prev_kw = 0;
 		continue;
 	verbatim:
-		/* a literal kept as written */
+		/* a token printed as written: a literal kept (TK_KEEP) or a run of
+		 * quoted identifiers (TK_QIDENT) */
 		tl = (size_t)(p - s);
 		if (cap - n < tl + 16)
 			goto stop_s;
 		out[n] = ' ';
-		n += sptab[TK_KEEP][last]; /* 0 or 1 */
+		n += sptab[kind][last]; /* 0 or 1 */
 		copy_tok(out + n, s, tl, end);
 		n += tl;
-		last = TK_KEEP;
+		last = kind;
 		prev_kw = 0;
 	}
 stop_s:
