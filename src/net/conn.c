@@ -200,7 +200,7 @@ enum conn_io conn_fill(struct conn *c)
 		ssize_t n = recv(c->fd, c->in + c->in_end, room, 0);
 		if (n > 0) {
 			c->in_end += (size_t)n;
-			c->bytes_in += (uint64_t)n;
+			c->got_input = true;
 			return CONN_IO_OK;
 		}
 		if (n == 0)
@@ -219,7 +219,7 @@ enum conn_io conn_fill(struct conn *c)
 			c->in_end += (size_t)n;
 			room -= (size_t)n;
 			total += (size_t)n;
-			c->bytes_in += (uint64_t)n;
+			c->got_input = true;
 			continue;
 		}
 		int err = SSL_get_error(c->ssl, n);
@@ -252,10 +252,8 @@ static ssize_t raw_write(struct conn *c, const uint8_t *p, size_t n)
 {
 	if (!c->ssl) {
 		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-		if (w >= 0) {
-			c->bytes_out += (uint64_t)w;
+		if (w >= 0)
 			return w;
-		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return 0;
 		snprintf(c->error, sizeof(c->error), "write: %s", strerror(errno));
@@ -276,7 +274,6 @@ static ssize_t raw_write(struct conn *c, const uint8_t *p, size_t n)
 		set_ssl_error(c, "TLS write", err);
 		return -1;
 	}
-	c->bytes_out += done;
 	return (ssize_t)done;
 }
 

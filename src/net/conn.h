@@ -24,18 +24,19 @@ enum conn_io {
 #define CONN_OUT_HIGH     (256 * 1024) /* stop reading the peer above this much pending output */
 
 struct conn {
+	/* Every read and write touches these: the first two cache lines. */
 	int fd;
-	SSL *ssl;
 	bool tls_handshaking;
 	bool reading, writing;     /* which events are armed */
 	bool read_wants_write;     /* TLS: SSL_read asked for writability */
+	SSL *ssl;
 	struct event *ev_read, *ev_write;
 	uint8_t *in;
 	size_t in_cap, in_start, in_end;
 	struct pg_buf out;
 	size_t out_off;            /* bytes of out already written */
+	bool got_input;            /* a byte was ever read (port probes close quietly) */
 	char error[160];
-	uint64_t bytes_in, bytes_out;
 };
 
 /* Sets up events (not armed) for fd, which must already be non-blocking. 0 or -1. */

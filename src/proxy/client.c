@@ -77,7 +77,7 @@ void client_fatal(struct client *cl, const char *sqlstate, const char *msg)
 
 void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen)
 {
-	struct client *cl = calloc(1, sizeof(*cl));
+	struct client *cl = proxy_zalloc(sizeof(*cl));
 	/* evconnlistener hands over sockets already non-blocking and close-on-exec. */
 	if (!cl || conn_init(&cl->c, p->base, fd, client_event, cl) < 0) {
 		log_error("cannot set up a new client connection: out of memory");
@@ -249,7 +249,7 @@ void client_close(struct client *cl, const char *reason)
 	struct proxy *p = cl->proxy;
 	/* Ordinary goodbyes are debug-level; everything else says why at info. */
 	bool ordinary = strcmp(reason, "client sent Terminate") == 0 || strcmp(reason, "cancel request handled") == 0 ||
-			(!cl->user && cl->c.bytes_in == 0); /* port probes, health checks */
+			(!cl->user && !cl->c.got_input); /* port probes, health checks */
 	if (cl->state == CL_LOGIN && !cl->auth_ok)
 		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing during login: %s", reason);
 	else

@@ -33,6 +33,8 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "core/config.h"
@@ -85,99 +87,119 @@ struct client_auth {
 	bool from_auth_query;       /* the secret came from auth_query */
 };
 
+/* Zeroed memory for a client or server, aligned to a cache line so that the hot
+ * fields at the top of the struct span as few lines as they can; free() frees it. */
+static inline void *proxy_zalloc(size_t n)
+{
+	size_t sz = (n + 63) & ~(size_t)63;
+	void *p = aligned_alloc(64, sz);
+	if (p)
+		memset(p, 0, sz);
+	return p;
+}
+
 struct client {
-	struct conn c;
-	struct list node;          /* on the list of its state (see top) */
-	struct list all_node;      /* proxy->all_clients */
+	/* Hot: every request reads or writes these.  Under load the kernel's work
+	 * evicts the proxy's data between two events, so each cache line touched is
+	 * a miss per request: the per-request fields come first and together, then
+	 * the connection (whose hot part is its first two lines), then the rest.
+	 * Keep a new per-request field up here. */
+	enum client_state state;
+	int login_step;             /* enum in client.c */
+	uint32_t stream_left;       /* bytes of a message still to pass through */
+	uint32_t pending_rfq;       /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+	unsigned pinned;            /* transaction mode: session state (sql/session.h bits)
+				     * keeps this client on its server connection */
+	unsigned pending_release;   /* pinned state a Query alone on the wire removes
+				     * (UNLISTEN *, CLOSE ALL...): dropped at its ReadyForQuery */
+	uint32_t want_ver;          /* changes with want[] (the profiler's application_name route) */
+	/* transaction mode: a Bind/Execute/Sync batch of a prepared statement, kept until
+	 * its ReadyForQuery so that it can be replayed once after "cached plan must not
+	 * change result type" (outside a transaction block) */
+	enum { RETRY_NONE, RETRY_ARMED, RETRY_DROPPING, RETRY_DONE } retry_state;
+	bool admin;                 /* on the admin console (virtual database pgbouncer/pgmedic) */
+	bool in_extended;           /* extended-protocol messages since the last Sync */
+	bool after_execute;         /* the last message forwarded was an Execute */
+	bool close_after_release;   /* shutdown: close once its transaction is over */
+	bool restore_startup;       /* DISCARD ALL / RESET ALL ran: startup values come back */
 	struct proxy *proxy;
 	struct pool *pool;
 	struct server *server;
-	enum client_state state;
+	struct list node;           /* on the list of its state (see top) */
+	struct prof_client *prof;   /* profiler state, from the first statement on */
+	struct sql_sess_name *pending_unname; /* a removal sent alone, not yet confirmed */
+	uint64_t req_start_us, xact_start_us; /* for total_query_time / total_xact_time */
+	double last_active;
+	struct set_cmd pending_set; /* sent, not yet confirmed by ReadyForQuery */
+	/* what the client wants the session to look like */
+	size_t nextra;
+	struct param_kv *extra;
+	const char *want[PG_TRACKED_PARAMS]; /* interned (core/intern.h); written by client_set_want() only */
+	struct timespec wait_start;
+	/* transaction mode: statement names and the response queue (prepared.h) */
+	struct prep_client prep;
+	struct conn c;
+
+	/* Cold: login, rare paths, the admin console. */
+	struct list all_node;      /* proxy->all_clients */
 	uint64_t id;
 	char addr[64];
 	char *user, *database;
 	bool loopback;
 
 	/* login phase */
-	int login_step;            /* enum in client.c */
 	bool tls_done;
-	struct client_auth *auth;  /* login only; freed once authenticated */
 	bool auth_ok;
 	bool auth_ok_sent;
-
-	/* what the client wants the session to look like */
-	const char *want[PG_TRACKED_PARAMS]; /* interned (core/intern.h); written by client_set_want() only */
-	uint32_t want_ver;               /* changes with want[] (the profiler's application_name route) */
-	struct param_kv *extra;
-	size_t nextra;
+	struct client_auth *auth;  /* login only; freed once authenticated */
 
 	uint32_t cancel_pid, cancel_key;   /* what we told the client */
 
-	/* transaction mode: statement names and the response queue (prepared.h) */
-	struct prep_client prep;
 	struct pg_buf stage;        /* rewritten requests gathered for one send */
-
-	/* request tracking */
-	uint32_t stream_left;       /* bytes of a message still to pass through */
-	uint32_t pending_rfq;       /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
-	bool in_extended;           /* extended-protocol messages since the last Sync */
-	bool after_execute;         /* the last message forwarded was an Execute */
-	bool close_after_release;   /* shutdown: close once its transaction is over */
 	void *authq_req;            /* pending auth_query lookup (authq.c) */
-	bool admin;                 /* on the admin console (virtual database pgbouncer/pgmedic) */
 	bool admin_pause_wait;      /* PAUSE not answered yet */
-	uint64_t req_start_us, xact_start_us; /* for total_query_time / total_xact_time */
-	const char *startup_want[PG_TRACKED_PARAMS]; /* reported parameters as set at startup (interned) */
-	bool restore_startup;       /* DISCARD ALL / RESET ALL ran: startup values come back */
-	struct set_cmd pending_set; /* sent, not yet confirmed by ReadyForQuery */
 	bool pending_set_failed;    /* an ErrorResponse came for it */
-	unsigned pinned;            /* transaction mode: session state (sql/session.h bits)
-				     * keeps this client on its server connection */
+	bool pending_release_failed;
+	const char *startup_want[PG_TRACKED_PARAMS]; /* reported parameters as set at startup (interned) */
 	/* the named instances behind a pin (LISTEN channels, WITH HOLD cursors, SQL
 	 * prepared statements, temporary tables): the kind's pin goes with the last one */
 	struct pin_name *pin_names;
 	uint32_t npin_names, cap_pin_names;
 	unsigned pin_unnamed;       /* kinds with an instance pgmedic could not name */
-	struct sql_sess_name *pending_unname; /* a removal sent alone, not yet confirmed */
-	unsigned pending_release;   /* pinned state a Query alone on the wire removes
-				     * (UNLISTEN *, CLOSE ALL...): dropped at its ReadyForQuery */
-	bool pending_release_failed;
-	struct timespec wait_start;
-	double connect_time, last_active;
-	struct prof_client *prof;   /* profiler state, from the first statement on */
-	/* transaction mode: a Bind/Execute/Sync batch of a prepared statement, kept until
-	 * its ReadyForQuery so that it can be replayed once after "cached plan must not
-	 * change result type" (outside a transaction block) */
-	enum { RETRY_NONE, RETRY_ARMED, RETRY_DROPPING, RETRY_DONE } retry_state;
+	double connect_time;
 	uint8_t *retry_buf;
 	size_t retry_len;
 };
 
 struct server {
-	struct conn c;
-	struct list node;
+	/* Hot first, as in struct client. */
+	enum server_state state;
+	int login_step;
+	uint32_t stream_left;
+	uint32_t internal_rfq;             /* ReadyForQuery still expected for our own queries */
+	char tx_status;                    /* from the last ReadyForQuery */
+	bool internal_failed;
+	bool work_since_rfq;               /* a client request went through since last Z */
 	struct proxy *proxy;
 	struct pool *pool;
 	struct client *client;
-	enum server_state state;
+	struct list node;
+	double last_used;
+	size_t nextra;
+	struct param_kv *extra;            /* what we SET of the untracked kind */
+	const char *params[PG_TRACKED_PARAMS]; /* as last reported by the server (interned) */
+	struct prep_server prep;           /* statements prepared here under pgm_ names */
+	struct conn c;
+
+	/* Cold */
 	uint64_t id;
 	char addr[128];
-	int login_step;
 	bool ssl_requested;
-	struct scram_client scram;
-	struct pg_buf login_params;        /* ParameterStatus messages seen at login */
-	struct prep_server prep;           /* statements prepared here under pgm_ names */
 	uint32_t backend_pid, backend_key;
-	const char *params[PG_TRACKED_PARAMS]; /* as last reported by the server (interned) */
-	struct param_kv *extra;            /* what we SET of the untracked kind */
-	size_t nextra;
-	char tx_status;                    /* from the last ReadyForQuery */
-	uint32_t stream_left;
-	uint32_t internal_rfq;             /* ReadyForQuery still expected for our own queries */
-	bool internal_failed;
-	bool work_since_rfq;               /* a client request went through since last Z */
-	double created, last_used, connect_started;
+	double created, connect_started;
 	struct event *timer;               /* connect timeout */
+	struct pg_buf login_params;        /* ParameterStatus messages seen at login */
+	struct scram_client scram;
 };
 
 /* What pgmedic knows to log in upstream as a given user. */

@@ -139,7 +139,7 @@ static void login_error(struct server *sv, const char *sqlstate, const char *msg
 struct server *server_launch(struct pool *pool)
 {
 	struct proxy *p = pool->proxy;
-	struct server *sv = calloc(1, sizeof(*sv));
+	struct server *sv = proxy_zalloc(sizeof(*sv));
 	if (!sv)
 		return NULL;
 	sv->proxy = p;
