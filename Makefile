@@ -74,7 +74,8 @@ bench: setup build/pgmedic
 # The profiler's cost: pgmedic with profiling on vs off (and vs PgBouncer), -S only.
 .PHONY: bench-profiling
 bench-profiling: setup build/pgmedic
-	WORKLOADS="select_simple select_extended select_tagged" ./bench/pooling.sh
+	WORKLOADS="select_simple select_extended select_tagged" DIRECT_TARGET=$${DIRECT_TARGET:-0} \
+	ROUNDS=$${ROUNDS:-12} DURATION=$${DURATION:-5} ./bench/pooling.sh
 
 # The proxies' own instructions per transaction (callgrind): stable on a busy machine.
 .PHONY: bench-instructions

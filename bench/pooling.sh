@@ -8,8 +8,10 @@
 # default (profiling every query) and `pgmedic_noprof`, the same binary and flags plus
 # `--set profile=off`, so that the profiler's cost is measured in the same run (the ratio
 # "profiling on/off", target >= 0.97). pgbench -i once, then ROUNDS rounds; in each round
-# every workload runs against every target, the order of targets rotating from round to
-# round so that none always runs first (warm caches) or last.
+# every workload runs against every target, in an order that changes from round to round
+# (a Williams design, order_index) so that none always runs first (warm caches) or last,
+# or always right after another.  Ratios are medians of the rounds' ratios, with a 95 %
+# confidence interval.
 # In the first round each (workload, target) pair gets an uncounted WARMUP-second pgbench
 # run first, so that connection pools are filled before anything is measured.
 #
@@ -36,7 +38,8 @@
 #
 # Environment: ROUNDS (5), DURATION (10 s per run), WARMUP (2 s; 0: none), CLIENTS (20),
 # JOBS (2), SCALE (10), POOL_SIZE (20), WORKLOADS (space-separated subset of the names
-# above), PROFILE_OFF_TARGET (1; 0: no pgmedic_noprof target), PGMEDIC_BIN (build/pgmedic),
+# above), PROFILE_OFF_TARGET (1; 0: no pgmedic_noprof target), DIRECT_TARGET (1; 0: no
+# direct target), PGMEDIC_BIN (build/pgmedic),
 # PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN (PostgreSQL 15 binaries).
 set -eu
 
@@ -59,10 +62,13 @@ POOL_SIZE=${POOL_SIZE:-20}
 ALL_WORKLOADS="select_simple select_extended tpcb_simple select_connect select_prepared select_tagged"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 PROFILE_OFF_TARGET=${PROFILE_OFF_TARGET:-1}
+DIRECT_TARGET=${DIRECT_TARGET:-1}
 # pgmedic_noprof: a second pgmedic, the same binary and flags plus --set profile=off.
-TARGETS=(direct pgbouncer pgmedic)
-[ "$PROFILE_OFF_TARGET" != 1 ] || TARGETS+=(pgmedic_noprof)
-PGMEDICS=("${TARGETS[@]:2}")    # the pgmedic targets started: pgmedic [pgmedic_noprof]
+TARGETS=()
+[ "$DIRECT_TARGET" != 1 ] || TARGETS+=(direct)
+TARGETS+=(pgbouncer pgmedic)
+PGMEDICS=(pgmedic)              # the pgmedic targets started: pgmedic [pgmedic_noprof]
+if [ "$PROFILE_OFF_TARGET" = 1 ]; then TARGETS+=(pgmedic_noprof); PGMEDICS+=(pgmedic_noprof); fi
 DB=bench
 OUT=$ROOT/build/bench
 LOGDIR=$OUT         # lib.sh: the servers' logs
@@ -86,6 +92,7 @@ for v in ROUNDS DURATION CLIENTS JOBS SCALE POOL_SIZE; do
 done
 case $WARMUP in ''|*[!0-9]*) die "WARMUP must be a number of seconds, 0 for none (got '$WARMUP')" ;; esac
 case $PROFILE_OFF_TARGET in 0|1) ;; *) die "PROFILE_OFF_TARGET must be 0 or 1 (got '$PROFILE_OFF_TARGET')" ;; esac
+case $DIRECT_TARGET in 0|1) ;; *) die "DIRECT_TARGET must be 0 or 1 (got '$DIRECT_TARGET')" ;; esac
 for w in $WORKLOADS; do
     workload_args "$w" >/dev/null || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
@@ -236,6 +243,21 @@ target_pid() {   # the pid started for a pooler target; empty for direct, and on
 }
 
 # --- runs -----------------------------------------------------------------------------
+# The order of the targets in a round: a Williams design.  Over n rounds (2n for an odd
+# number of targets) each target runs once in each position and right after each other
+# target once, so neither a position in the round nor a neighbour favours one target.
+# Row 1 is 0, 1, n-1, 2, n-2, ...; each next row adds 1 (mod n); for odd n the second
+# block of n rows runs reversed.
+order_index() {   # round (1-based), position (0-based) -> index into TARGETS
+    local round=$1 pos=$2 n=${#TARGETS[@]} j base
+    (( ((round - 1) / n) % 2 == 1 && n % 2 == 1 )) && pos=$((n - 1 - pos))
+    if (( pos == 0 )); then base=0
+    else
+        j=$(( (pos + 1) / 2 ))
+        if (( pos % 2 == 1 )); then base=$j; else base=$((n - j)); fi
+    fi
+    echo $(( (base + round - 1) % n ))
+}
 START_DATE=$(date '+%Y-%m-%d %H:%M %Z')
 # shellcheck disable=SC2086  # one workload name per word
 nwl=$(printf '%s\n' $WORKLOADS | wc -l)
@@ -251,7 +273,7 @@ n=0
 for round in $(seq "$ROUNDS"); do
     for w in $WORKLOADS; do
         for i in "${!TARGETS[@]}"; do
-            t=${TARGETS[$(( (i + round - 1) % ${#TARGETS[@]} ))]}
+            t=${TARGETS[$(order_index "$round" "$i")]}
             n=$((n + 1))
             log="raw/r$round-$w-$t.log"
             pid=$(target_pid "$t")
@@ -345,14 +367,15 @@ rc=0
 PYTHONIOENCODING=utf-8 "$PY" - "$OUT" "$ROUNDS" "$DURATION" "$CLIENTS" "$JOBS" "$SCALE" "$POOL_SIZE" \
     "$(ver "$PGBIN/postgres")" "$(ver "$PGBOUNCER_BIN")" "$pgmedic_ver" "$(nproc)" \
     "$cpu_model" "$START_DATE" "$CLK_TCK" "$WARMUP" "${TARGETS[*]}" <<'EOF' || rc=$?
-import os, re, statistics, sys
+import math, os, re, statistics, sys
 
 out, rounds, duration, clients, jobs, scale, pool = sys.argv[1:8]
 pg_ver, pgb_ver, pgm_ver, ncpu, cpu_model, date, clk_tck, warmup = sys.argv[8:16]
 clk_tck = int(clk_tck)
 TARGETS = sys.argv[16].split()        # direct pgbouncer pgmedic [pgmedic_noprof]
 PROXIES = [t for t in TARGETS if t != "direct"]
-LAT_TARGETS = ["direct", "pgbouncer", "pgmedic"]
+LAT_TARGETS = [t for t in ("direct", "pgbouncer", "pgmedic") if t in TARGETS]
+DIRECT = "direct" in TARGETS
 NOPROF = "pgmedic_noprof" in TARGETS
 NAME = {"direct": "direct", "pgbouncer": "pgbouncer", "pgmedic": "pgmedic",
         "pgmedic_noprof": "pgmedic noprof"}
@@ -410,12 +433,44 @@ def cell(w, t, key, fmt):
     ok = sum(1 for r in rs if r["status"] == "ok" and r[key] is not None)
     return s if ok == len(rs) else "%s (%d/%d ok)" % (s, ok, len(rs))
 
+def paired(w, a, b, key="tps"):
+    """Per-round ratios a/b (both runs ok in that round), sorted."""
+    out = []
+    for ra in runs.get((w, a), []):
+        rb = next((r for r in runs.get((w, b), []) if r["round"] == ra["round"]), None)
+        if (rb and ra["status"] == "ok" and rb["status"] == "ok" and ra[key] is not None
+                and rb[key]):
+            out.append(ra[key] / rb[key])
+    return sorted(out)
+
+def median_ci(xs):
+    """The median of xs and a distribution-free 95 % confidence interval for it: the
+    order statistics x(k) and x(n+1-k) with P(Binomial(n, 1/2) < k) <= 2.5 %.
+    (None, None) for the interval below 6 values, where no such k exists."""
+    n = len(xs)
+    if not n:
+        return None, None, None
+    k = 0
+    while sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n <= 0.025:
+        k += 1
+    lo, hi = (xs[k - 1], xs[n - k]) if k >= 1 else (None, None)
+    return statistics.median(xs), lo, hi
+
 def ratio(w, a, b, key="tps"):
-    x, y = med(w, a, key), med(w, b, key)
-    return "%.2f" % (x / y) if x is not None and y else "-"
+    # Runs of one round are minutes apart at most: the machine's drift over a long
+    # benchmark cancels in a round's ratio, so the median of the rounds' ratios is
+    # the estimate (the median of each target's tps would mix rounds).
+    m, _, _ = median_ci(paired(w, a, b, key))
+    return "%.2f" % m if m is not None else "-"
+
+def ratio_ci(w, a, b, key="tps"):
+    m, lo, hi = median_ci(paired(w, a, b, key))
+    if m is None:
+        return "-"
+    return "%.3f [%.3f, %.3f]" % (m, lo, hi) if lo is not None else "%.3f (too few rounds for an interval)" % m
 
 head = (["workload"] + ["%s tps" % NAME[t] for t in TARGETS]
-        + ["pgmedic/pgbouncer"] + (["profiling on/off"] if NOPROF else []) + ["pgmedic/direct"]
+        + ["pgmedic/pgbouncer"] + (["profiling on/off"] if NOPROF else []) + (["pgmedic/direct"] if DIRECT else [])
         + ["%s lat ms" % NAME[t] for t in LAT_TARGETS]
         + ["%s cpu µs/xact" % NAME[t] for t in PROXIES] + ["cpu pgbouncer/pgmedic"])
 rows = []
@@ -423,7 +478,7 @@ for w in workloads:
     rows.append([LABEL[w]] + [cell(w, t, "tps", "%.0f") for t in TARGETS]
                 + [ratio(w, "pgmedic", "pgbouncer")]
                 + ([ratio(w, "pgmedic", "pgmedic_noprof")] if NOPROF else [])
-                + [ratio(w, "pgmedic", "direct")]
+                + ([ratio(w, "pgmedic", "direct")] if DIRECT else [])
                 + [cell(w, t, "lat", "%.3f") for t in LAT_TARGETS]
                 + [cell(w, t, "cpu", "%.1f") for t in PROXIES]
                 + [ratio(w, "pgbouncer", "pgmedic", "cpu")])
@@ -440,6 +495,14 @@ print(line(head))
 print(line(["-" * wd for wd in widths]))
 for r in rows:
     print(line(r))
+
+print()
+print("paired ratios, median over rounds [95% confidence interval]:")
+for w in workloads:
+    cells = ["pgmedic/pgbouncer tps " + ratio_ci(w, "pgmedic", "pgbouncer")]
+    if NOPROF:
+        cells.append("profiling on/off tps " + ratio_ci(w, "pgmedic", "pgmedic_noprof"))
+    print("  %-18s %s" % (LABEL[w], "   ".join(cells)))
 
 failures, unexpected = [], []
 for (w, t), rs in sorted(runs.items()):
@@ -467,8 +530,9 @@ md.append("# Pooling benchmark: direct PostgreSQL vs PgBouncer vs pgmedic"
 md.append("")
 md.append("%s; %s; pgmedic: %s." % (pg_ver or "PostgreSQL ?", pgb_ver or "PgBouncer ?", pgm_ver or "?"))
 md.append("pgbench -c %s -j %s -T %s, scale %s; %s in transaction mode with %s server "
-          "connections. Medians of %s rounds, targets in rotating order%s. "
-          "pgmedic/pgbouncer and pgmedic/direct compare median tps: > 1 means pgmedic is faster. "
+          "connections. Medians of %s rounds, targets in a balanced order (Williams design)%s. "
+          "pgmedic/pgbouncer and pgmedic/direct are the median over rounds of the ratio of the two "
+          "targets' tps in the same round: > 1 means pgmedic is faster. "
           "*cpu µs/xact* is the pooler process's own CPU time (user + system, from /proc/PID/stat) "
           "during a run divided by the transactions pgbench processed in it (median over rounds); "
           "cpu pgbouncer/pgmedic > 1 means pgmedic spends less CPU per transaction."
@@ -478,8 +542,8 @@ if NOPROF:
     md.append("")
     md.append("*pgmedic* runs as it does by default, profiling every query; *pgmedic noprof* is a "
               "second pgmedic, the same binary with the same flags plus `--set profile=off`, on its "
-              "own ports, measured in the same rounds. *profiling on/off* is pgmedic's median tps "
-              "divided by pgmedic noprof's: what the profiler costs in throughput (1.00: nothing; "
+              "own ports, measured in the same rounds. *profiling on/off* is the median over rounds of "
+              "pgmedic's tps divided by pgmedic noprof's in the same round: what the profiler costs in throughput (1.00: nothing; "
               "0.97: 3 % fewer transactions per second). The target is >= 0.97 for `-S`, and "
               "pgmedic/pgbouncer (profiling on) >= 1.0. The two pgmedics' *cpu µs/xact* give the "
               "profiler's cost in CPU per transaction, which is steadier than tps on a small machine.")
@@ -490,6 +554,21 @@ md.append("| " + " | ".join(head) + " |")
 md.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
 for r in rows:
     md.append("| " + " | ".join(str(c) for c in r) + " |")
+md.append("")
+md.append("Ratios with their uncertainty: the median over rounds of each round's ratio, and a "
+          "distribution-free 95 % confidence interval for that median (order statistics; it "
+          "needs 6 rounds or more). A target is shown when the whole interval clears it. "
+          "*cpu* ratios are pgmedic's CPU per transaction over the other's: < 1 means pgmedic "
+          "spends less.")
+md.append("")
+pairs = [("pgmedic", "pgbouncer", "tps"), ("pgmedic", "pgbouncer", "cpu")]
+if NOPROF:
+    pairs += [("pgmedic", "pgmedic_noprof", "tps"), ("pgmedic", "pgmedic_noprof", "cpu")]
+phead = ["workload"] + ["%s %s/%s" % (k, NAME[a], NAME[b]) for a, b, k in pairs]
+md.append("| " + " | ".join(phead) + " |")
+md.append("|" + "|".join(["---"] + ["---:"] * (len(phead) - 1)) + "|")
+for w in workloads:
+    md.append("| " + " | ".join([LABEL[w]] + [ratio_ci(w, a, b, k) for a, b, k in pairs]) + " |")
 md.append("")
 md.append("All runs (tps, and the poolers' CPU µs per transaction):")
 md.append("")
