@@ -2,6 +2,7 @@
 /api/queries, /api/routes and the per-fingerprint /metrics, against a real
 PostgreSQL through pgmedic."""
 import json
+import struct
 import threading
 import time
 import urllib.error
@@ -10,7 +11,8 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import DB
+import pgwire
+from conftest import DB, SUPERUSER
 
 
 def api(px, path):
@@ -168,6 +170,45 @@ def test_extended_protocol_and_pipeline(pgmedic, table):
     # each Execute in the pipeline is timed on its own: ~20 ms each, not the whole batch
     assert 18 <= piped["p50_ms"] <= 60, piped
     assert 180 <= piped["total_ms"] <= 600, piped
+
+
+def read_until_ready(c, n):
+    """Reads the answers to n requests (n ReadyForQuery); returns the DataRows seen."""
+    rows = 0
+    while n:
+        kind, payload = c.read_msg()
+        assert kind != b"E", pgwire.parse_error_fields(payload)
+        rows += kind == b"D"
+        n -= kind == b"Z"
+    return rows
+
+
+def test_statements_written_at_once_are_all_profiled(pgmedic, table):
+    """pgmedic profiles the messages of one read after sending them on, from a short
+    list that it empties when full (16): 40 Queries in one write, then a Parse, 25
+    Bind/Execute pairs and a Sync in another, must all be counted, with their rows."""
+    px = pgmedic(pool_mode="transaction", pool_size=2)
+    c = pgwire.RawConn("127.0.0.1", px.port)
+    try:
+        c.startup(SUPERUSER, DB)
+        c.send(b"".join(pgwire.query_message(f"SELECT v AS batched FROM prof_t WHERE id = {i}")
+                        for i in range(1, 41)))
+        assert read_until_ready(c, 40) == 40
+        msgs = [pgwire.message(b"P", b"\0SELECT v AS xbatched FROM prof_t WHERE id = $1\0" + struct.pack("!H", 0))]
+        for i in range(1, 26):
+            val = str(i).encode()
+            bind = b"\0\0" + struct.pack("!HHi", 0, 1, len(val)) + val + struct.pack("!H", 0)
+            msgs += [pgwire.message(b"B", bind), pgwire.message(b"E", b"\0" + struct.pack("!i", 0))]
+        msgs.append(pgwire.message(b"S"))
+        c.send(b"".join(msgs))
+        assert read_until_ready(c, 1) == 25
+    finally:
+        c.close()
+    qs = queries(px)
+    simple = find(qs, "as batched")
+    assert simple["calls"] == 40 and simple["rows"] == 40, simple
+    ext = find(qs, "as xbatched")
+    assert ext["calls"] == 25 and ext["rows"] == 25, ext
 
 
 def test_percentiles(pgmedic):
