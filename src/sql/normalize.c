@@ -1911,6 +1911,22 @@ static inline __attribute__((always_inline)) void lane_open(struct lex *lx, unsi
 	lx->opmask &= ~bit;
 }
 
+/* A VALUES row opens in the lane: sep and its '(' printed at out + n, the row's
+ * first element starting at the paren.  Returns the new output length. */
+static inline __attribute__((always_inline)) size_t lane_row_open(struct lex *lx, struct nlist *l, char *out,
+								  size_t n, const char *sep, size_t seplen, int ph0,
+								  unsigned char last)
+{
+	memcpy(out + n, sep, seplen);
+	n += seplen;
+	out[n] = '(';
+	l->el_start = n;
+	l->el_ph0 = ph0;
+	l->vstate = V_INROW;
+	lane_open(lx, last);
+	return n + 1;
+}
+
 /* "$v" at d; returns its length. */
 static inline __attribute__((always_inline)) size_t print_ph(char *d, int v)
 {
@@ -2076,14 +2092,7 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 						goto stop_s;
 					list_push(o, L_VALUES, lx->depth);
 					struct nlist *l = &o->l[o->nl - 1];
-					n = at + tl;
-					out[n] = ' '; /* F_SPAREN */
-					out[n + 1] = '(';
-					l->el_start = n + 1;
-					l->el_ph0 = nph_off;
-					l->vstate = V_INROW;
-					n += 2;
-					lane_open(lx, TK_WORD);
+					n = lane_row_open(lx, l, out, at + tl, " ", 1, nph_off, TK_WORD); /* F_SPAREN */
 					inlist = 1;
 					rowdepth = lx->depth;
 					last = TK_LPAREN;
@@ -2276,14 +2285,7 @@ static inline __attribute__((always_inline)) void fast_lane(struct lex *lx, stru
 					const char *r = skip_sp(q + 1, end);
 					if (r >= end || *r != '(' || lx->depth >= 63)
 						goto stop;
-					out[n] = ',';
-					out[n + 1] = ' ';
-					out[n + 2] = '(';
-					l->el_start = n + 2;
-					l->el_ph0 = nph_off;
-					l->vstate = V_INROW;
-					n += 3;
-					lane_open(lx, TK_COMMA);
+					n = lane_row_open(lx, l, out, n, ", ", 2, nph_off, TK_COMMA);
 					last = TK_LPAREN;
 					p = r + 1;
 					continue;
