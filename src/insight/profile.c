@@ -9,6 +9,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "core/mem.h"
 #include "pg/proto.h"
 #include "sql/normalize.h"
 #include "sql/shape.h"
@@ -354,13 +355,8 @@ static void resolve(struct profiler *pr, struct prof_client *pc, const struct pr
 
 static struct prof_client *client_state(struct prof_client **pcp)
 {
-	if (!*pcp) {
-		/* On a cache line's start: the per-statement fields then take two lines. */
-		size_t sz = (sizeof(**pcp) + 63) & ~(size_t)63;
-		*pcp = aligned_alloc(64, sz);
-		if (*pcp)
-			memset(*pcp, 0, sz);
-	}
+	if (!*pcp)
+		*pcp = zalloc_lines(sizeof(**pcp)); /* the per-statement fields in two lines */
 	return *pcp;
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/intern.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/str.h"
 #include "pg/md5.h"
 #include "sql/ddl.h"
@@ -77,7 +78,7 @@ void client_fatal(struct client *cl, const char *sqlstate, const char *msg)
 
 void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen)
 {
-	struct client *cl = proxy_zalloc(sizeof(*cl));
+	struct client *cl = zalloc_lines(sizeof(*cl));
 	/* evconnlistener hands over sockets already non-blocking and close-on-exec. */
 	if (!cl || conn_init(&cl->c, p->base, fd, client_event, cl) < 0) {
 		log_error("cannot set up a new client connection: out of memory");

@@ -33,8 +33,6 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 
 #include "core/config.h"
@@ -86,17 +84,6 @@ struct client_auth {
 	bool have_pass_key;
 	bool from_auth_query;       /* the secret came from auth_query */
 };
-
-/* Zeroed memory for a client or server, aligned to a cache line so that the hot
- * fields at the top of the struct span as few lines as they can; free() frees it. */
-static inline void *proxy_zalloc(size_t n)
-{
-	size_t sz = (n + 63) & ~(size_t)63;
-	void *p = aligned_alloc(64, sz);
-	if (p)
-		memset(p, 0, sz);
-	return p;
-}
 
 struct client {
 	/* Hot: every request reads or writes these.  Under load the kernel's work

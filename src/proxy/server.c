@@ -17,6 +17,7 @@
 
 #include "core/intern.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "pg/md5.h"
 #include "proxy/proxy.h"
 
@@ -139,7 +140,7 @@ static void login_error(struct server *sv, const char *sqlstate, const char *msg
 struct server *server_launch(struct pool *pool)
 {
 	struct proxy *p = pool->proxy;
-	struct server *sv = proxy_zalloc(sizeof(*sv));
+	struct server *sv = zalloc_lines(sizeof(*sv));
 	if (!sv)
 		return NULL;
 	sv->proxy = p;
