@@ -30,6 +30,11 @@
 #   select_tagged     -f tagged.sql      the -S query with the tag comment pgmedic_django adds
 #                                        (controller, route, a new request_id every time), simple
 #
+# PGBOUNCER2_TARGET=1 adds the target `pgbouncer2`: two PgBouncer processes sharing one port
+# (so_reuseport = 1), each with the same pool size, the way PgBouncer is scaled past one core.
+# Its CPU is the two processes' sum. pgbouncer2/pgbouncer is what a second event loop is worth
+# on this machine (docs/ARCHITECTURE.md, "one event loop").
+#
 # Output: a table on stdout, build/bench/pooling.md (markdown), build/bench/results.tsv
 # (one line per run, with the proxy's CPU ticks), build/bench/raw/*.log (every pgbench
 # output, warm-ups included), and the servers' logs.
@@ -39,7 +44,7 @@
 # Environment: ROUNDS (5), DURATION (10 s per run), WARMUP (2 s; 0: none), CLIENTS (20),
 # JOBS (2), SCALE (10), POOL_SIZE (20), WORKLOADS (space-separated subset of the names
 # above), PROFILE_OFF_TARGET (1; 0: no pgmedic_noprof target), DIRECT_TARGET (1; 0: no
-# direct target), PGMEDIC_BIN (build/pgmedic),
+# direct target), PGBOUNCER2_TARGET (0; 1: the pgbouncer2 target), PGMEDIC_BIN (build/pgmedic),
 # PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN (PostgreSQL 15 binaries).
 set -eu
 
@@ -63,10 +68,12 @@ ALL_WORKLOADS="select_simple select_extended tpcb_simple select_connect select_p
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 PROFILE_OFF_TARGET=${PROFILE_OFF_TARGET:-1}
 DIRECT_TARGET=${DIRECT_TARGET:-1}
+PGBOUNCER2_TARGET=${PGBOUNCER2_TARGET:-0}
 # pgmedic_noprof: a second pgmedic, the same binary and flags plus --set profile=off.
 TARGETS=()
 [ "$DIRECT_TARGET" != 1 ] || TARGETS+=(direct)
 TARGETS+=(pgbouncer pgmedic)
+[ "$PGBOUNCER2_TARGET" != 1 ] || TARGETS+=(pgbouncer2)
 PGMEDICS=(pgmedic)              # the pgmedic targets started: pgmedic [pgmedic_noprof]
 if [ "$PROFILE_OFF_TARGET" = 1 ]; then TARGETS+=(pgmedic_noprof); PGMEDICS+=(pgmedic_noprof); fi
 DB=bench
@@ -93,6 +100,7 @@ done
 case $WARMUP in ''|*[!0-9]*) die "WARMUP must be a number of seconds, 0 for none (got '$WARMUP')" ;; esac
 case $PROFILE_OFF_TARGET in 0|1) ;; *) die "PROFILE_OFF_TARGET must be 0 or 1 (got '$PROFILE_OFF_TARGET')" ;; esac
 case $DIRECT_TARGET in 0|1) ;; *) die "DIRECT_TARGET must be 0 or 1 (got '$DIRECT_TARGET')" ;; esac
+case $PGBOUNCER2_TARGET in 0|1) ;; *) die "PGBOUNCER2_TARGET must be 0 or 1 (got '$PGBOUNCER2_TARGET')" ;; esac
 for w in $WORKLOADS; do
     workload_args "$w" >/dev/null || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
@@ -113,15 +121,17 @@ SELECT abalance FROM pgbench_accounts WHERE aid = :aid /*controller='bench.views
 EOF
 chmod 644 "$TMP/tagged.sql"
 PG_STARTED=0
-# Per pooler target (pgbouncer, pgmedic, pgmedic_noprof): the pid started by the script, its
-# listen port and, for the pgmedics, their /metrics port.
+# Per pooler target (pgbouncer, pgbouncer2, pgmedic, pgmedic_noprof): the pids started by the
+# script (two for pgbouncer2, space-separated), its listen port and, for the pgmedics, their
+# /metrics port.
 declare -A PROC_PID=() PORT=() HTTP_PORT=()
+ALL_POOLERS="pgmedic_noprof pgmedic pgbouncer2 pgbouncer"
 
 # shellcheck disable=SC2317  # called from cleanup (lib.sh), the EXIT trap
 cleanup_processes() {
-    local t
-    for t in pgmedic_noprof pgmedic pgbouncer; do
-        if [ -n "${PROC_PID[$t]:-}" ]; then stop_pid "${PROC_PID[$t]}" "$t"; fi
+    local t pid
+    for t in $ALL_POOLERS; do
+        for pid in ${PROC_PID[$t]:-}; do stop_pid "$pid" "${t%2}"; done
     done
 }
 install_traps
@@ -160,48 +170,81 @@ proxy_pid() {
     return 1
 }
 
-# CPU_PID[TARGET] and CPU_START[TARGET]: the pid whose CPU is measured for a pooler target
-# and its start time, set by find_proxy; unset for direct, empty if not found.
+# CPU_PID[TARGET] and CPU_START[TARGET]: the pids whose CPU is measured for a pooler target
+# and their start times (space-separated, in the same order), set by find_proxy; unset for
+# direct, empty if not found.
 declare -A CPU_PID=() CPU_START=()
 
-# proxy_cpu TARGET: the proxy's CPU ticks so far; empty if TARGET has no proxy process, or if
-# that process is gone or is no longer the one found at start-up.
+# proxy_cpu TARGET: the proxy's CPU ticks so far, summed over its processes; empty if TARGET
+# has no proxy process, or if one of them is gone or is no longer the one found at start-up.
 proxy_cpu() {
-    local pid=${CPU_PID[$1]:-} start=${CPU_START[$1]:-} st
-    [ -n "$pid" ] || return 0
-    st=$(proc_stat "$pid") || return 0
-    [ "${st#* }" = "$start" ] || return 0
-    echo "${st%% *}"
+    local pids=${CPU_PID[$1]:-} starts=${CPU_START[$1]:-} pid st sum=0 i=0
+    [ -n "$pids" ] || return 0
+    read -r -a starts <<<"$starts"
+    for pid in $pids; do
+        st=$(proc_stat "$pid") || return 0
+        [ "${st#* }" = "${starts[$i]:-}" ] || return 0
+        sum=$((sum + ${st%% *}))
+        i=$((i + 1))
+    done
+    echo "$sum"
 }
 
-# find_proxy TARGET PID BIN: sets TARGET's CPU pid and start time (see proxy_cpu), or warns.
+# find_proxy TARGET PID BIN: adds PID's process to TARGET's CPU pids (see proxy_cpu), or warns
+# and clears them, so that a target's CPU is never taken from only some of its processes.
 find_proxy() {
     local name=$1 pid st=""
     pid=$(proxy_pid "$2" "$3") && st=$(proc_stat "$pid") || pid=""
     if [ -z "$pid" ] || [ -z "$st" ]; then
         echo "bench: warning: no $name process running $3 found under pid $2; its CPU columns will be n/a" >&2
-        pid="" st=""
+        CPU_PID[$name]="" CPU_START[$name]=""
+        return 0
     elif [ "$pid" != "$2" ]; then
         echo "bench: $name runs as pid $pid (child of $2); measuring its CPU there" >&2
     fi
-    CPU_PID[$name]=$pid
-    CPU_START[$name]=${st#* }
+    if [ -n "${CPU_PID[$name]+set}" ] && [ -z "${CPU_PID[$name]}" ]; then return 0; fi  # one was not found
+    CPU_PID[$name]="${CPU_PID[$name]:+${CPU_PID[$name]} }$pid"
+    CPU_START[$name]="${CPU_START[$name]:+${CPU_START[$name]} }${st#* }"
 }
 
 
 # --- servers --------------------------------------------------------------------------
-PORTS=$(free_ports 5)
+PORTS=$(free_ports 6)
 # shellcheck disable=SC2086  # split the ports on purpose
 set -- $PORTS
 PORT[pgbouncer]=$1
 PORT[pgmedic]=$2 HTTP_PORT[pgmedic]=$3
 PORT[pgmedic_noprof]=$4 HTTP_PORT[pgmedic_noprof]=$5
+PORT[pgbouncer2]=$6
 BPORT=${PORT[pgbouncer]}
 
 start_postgres 200
 psql_direct -c "CREATE DATABASE $DB" postgres
 pgbench_init
 
+if [ "$PGBOUNCER2_TARGET" = 1 ]; then
+    # Written first: pgbouncer_config always writes pgbouncer.ini.
+    pgbouncer_config "${PORT[pgbouncer2]}" "$POOL_SIZE"
+    mv "$TMP/pgbouncer/pgbouncer.ini" "$TMP/pgbouncer/pgbouncer2.ini"
+    echo "so_reuseport = 1" >>"$TMP/pgbouncer/pgbouncer2.ini"     # [pgbouncer] is the last section
+    say "pgbouncer2: two PgBouncer processes on 127.0.0.1:${PORT[pgbouncer2]} (so_reuseport," \
+        "transaction pooling, pool $POOL_SIZE each)"
+    for i in 1 2; do
+        "${AS_POSTGRES[@]}" "$PGBOUNCER_BIN" "$TMP/pgbouncer/pgbouncer2.ini" >"$OUT/pgbouncer2-$i.log" 2>&1 &
+        pid=$!
+        PROC_PID[pgbouncer2]="${PROC_PID[pgbouncer2]:+${PROC_PID[pgbouncer2]} }$pid"
+        # The second one cannot be told from the first by its port: wait until it listens too.
+        if [ "$i" = 1 ]; then wait_listening "${PORT[pgbouncer2]}" "$pid" pgbouncer2
+        else
+            for _ in $(seq 50); do
+                [ "$(ss -Hltn "sport = :${PORT[pgbouncer2]}" | wc -l)" -ge 2 ] && break
+                kill -0 "$pid" 2>/dev/null || die "the second pgbouncer2 process exited (see $OUT/pgbouncer2-2.log)"
+                sleep 0.1
+            done
+        fi
+        find_proxy pgbouncer2 "$pid" "$PGBOUNCER_BIN"
+    done
+fi
 say "PgBouncer $("$PGBOUNCER_BIN" --version 2>/dev/null | head -n 1 | awk '{print $2}') on 127.0.0.1:$BPORT (transaction pooling, pool $POOL_SIZE)"
 pgbouncer_config "$BPORT" "$POOL_SIZE"
 "${AS_POSTGRES[@]}" "$PGBOUNCER_BIN" "$TMP/pgbouncer/pgbouncer.ini" >"$OUT/pgbouncer.log" 2>&1 &
@@ -238,8 +281,12 @@ target_port() {
         *) echo "${PORT[$1]}" ;;
     esac
 }
-target_pid() {   # the pid started for a pooler target; empty for direct, and once stopped
+target_pid() {   # the pids started for a pooler target; empty for direct, and once stopped
     echo "${PROC_PID[$1]:-}"
+}
+target_alive() {   # whether every process of a pooler target runs (true for direct)
+    local pid
+    for pid in $(target_pid "$1"); do kill -0 "$pid" 2>/dev/null || return 1; done
 }
 
 # --- runs -----------------------------------------------------------------------------
@@ -276,9 +323,8 @@ for round in $(seq "$ROUNDS"); do
             t=${TARGETS[$(order_index "$round" "$i")]}
             n=$((n + 1))
             log="raw/r$round-$w-$t.log"
-            pid=$(target_pid "$t")
             st=0 cpu=""
-            if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            if ! target_alive "$t"; then
                 case " $DEAD " in *" $t "*) ;; *) DEAD="$DEAD $t"; echo "bench: $t is no longer running (see $OUT/$t.log)" >&2 ;; esac
                 echo "skipped: $t was not running any more (see build/bench/$t.log)" >"$OUT/$log"
                 status=skipped st=0
@@ -377,8 +423,9 @@ PROXIES = [t for t in TARGETS if t != "direct"]
 LAT_TARGETS = [t for t in ("direct", "pgbouncer", "pgmedic") if t in TARGETS]
 DIRECT = "direct" in TARGETS
 NOPROF = "pgmedic_noprof" in TARGETS
+BOUNCER2 = "pgbouncer2" in TARGETS
 NAME = {"direct": "direct", "pgbouncer": "pgbouncer", "pgmedic": "pgmedic",
-        "pgmedic_noprof": "pgmedic noprof"}
+        "pgmedic_noprof": "pgmedic noprof", "pgbouncer2": "pgbouncer x2"}
 ORDER = ["select_simple", "select_extended", "tpcb_simple", "select_connect", "select_prepared", "select_tagged"]
 LABEL = {
     "select_simple": "-S -M simple",
@@ -388,7 +435,7 @@ LABEL = {
     "select_prepared": "-S -M prepared",
     "select_tagged": "-S + Django tags",
 }
-EXPECTED_FAIL = {("select_prepared", "pgbouncer")}
+EXPECTED_FAIL = {("select_prepared", "pgbouncer"), ("select_prepared", "pgbouncer2")}
 
 runs = {}   # (workload, target) -> list of dict(status, tps, lat, round)
 with open(os.path.join(out, "results.tsv")) as f:
@@ -502,6 +549,9 @@ for w in workloads:
     cells = ["pgmedic/pgbouncer tps " + ratio_ci(w, "pgmedic", "pgbouncer")]
     if NOPROF:
         cells.append("profiling on/off tps " + ratio_ci(w, "pgmedic", "pgmedic_noprof"))
+    if BOUNCER2:
+        cells.append("pgbouncer x2/pgbouncer tps " + ratio_ci(w, "pgbouncer2", "pgbouncer"))
+        cells.append("pgmedic/pgbouncer x2 tps " + ratio_ci(w, "pgmedic", "pgbouncer2"))
     print("  %-18s %s" % (LABEL[w], "   ".join(cells)))
 
 failures, unexpected = [], []
@@ -564,6 +614,8 @@ md.append("")
 pairs = [("pgmedic", "pgbouncer", "tps"), ("pgmedic", "pgbouncer", "cpu")]
 if NOPROF:
     pairs += [("pgmedic", "pgmedic_noprof", "tps"), ("pgmedic", "pgmedic_noprof", "cpu")]
+if BOUNCER2:
+    pairs += [("pgbouncer2", "pgbouncer", "tps"), ("pgmedic", "pgbouncer2", "tps")]
 phead = ["workload"] + ["%s %s/%s" % (k, NAME[a], NAME[b]) for a, b, k in pairs]
 md.append("| " + " | ".join(phead) + " |")
 md.append("|" + "|".join(["---"] + ["---:"] * (len(phead) - 1)) + "|")
@@ -606,16 +658,16 @@ if [ -n "$DEAD" ]; then
     echo "bench: died during the benchmark:$DEAD (see its log in build/bench/)" >&2
     rc=1
 fi
-for t in pgmedic_noprof pgmedic pgbouncer; do
-    pid=$(target_pid "$t")
-    [ -n "$pid" ] || continue
-    st=0
-    stop_pid "$pid" "$t" || st=$?
+for t in $ALL_POOLERS; do
+    for pid in $(target_pid "$t"); do
+        st=0
+        stop_pid "$pid" "${t%2}" || st=$?
+        case $st in
+            0|130|143) ;;
+            *) case " $DEAD " in *" $t "*) ;; *) echo "bench: $t exited with status $st on SIGTERM" >&2; rc=1 ;; esac ;;
+        esac
+    done
     PROC_PID[$t]=""
-    case $st in
-        0|130|143) ;;
-        *) case " $DEAD " in *" $t "*) ;; *) echo "bench: $t exited with status $st on SIGTERM" >&2; rc=1 ;; esac ;;
-    esac
 done
 say "table: build/bench/pooling.md; per-run results: build/bench/results.tsv; raw pgbench output: build/bench/raw/"
 [ "$rc" = 0 ] || echo "bench: some runs failed unexpectedly (see above)" >&2
