@@ -131,6 +131,7 @@ ALL_POOLERS="pgmedic_noprof pgmedic pgbouncer2 pgbouncer"
 cleanup_processes() {
     local t pid
     for t in $ALL_POOLERS; do
+        # stop_pid's name "pgbouncer" (pgbouncer2 without its 2) picks PgBouncer's SIGINT
         for pid in ${PROC_PID[$t]:-}; do stop_pid "$pid" "${t%2}"; done
     done
 }
@@ -241,6 +242,8 @@ if [ "$PGBOUNCER2_TARGET" = 1 ]; then
                 kill -0 "$pid" 2>/dev/null || die "the second pgbouncer2 process exited (see $OUT/pgbouncer2-2.log)"
                 sleep 0.1
             done
+            [ "$(ss -Hltn "sport = :${PORT[pgbouncer2]}" | wc -l)" -ge 2 ] ||
+                die "the second pgbouncer2 process is not listening after 5 s (see $OUT/pgbouncer2-2.log)"
         fi
         find_proxy pgbouncer2 "$pid" "$PGBOUNCER_BIN"
     done
@@ -543,15 +546,19 @@ print(line(["-" * wd for wd in widths]))
 for r in rows:
     print(line(r))
 
+# The paired ratios reported with their interval (a/b of key), on the console and in pooling.md.
+pairs = [("pgmedic", "pgbouncer", "tps"), ("pgmedic", "pgbouncer", "cpu")]
+if NOPROF:
+    pairs += [("pgmedic", "pgmedic_noprof", "tps"), ("pgmedic", "pgmedic_noprof", "cpu")]
+if BOUNCER2:
+    pairs += [("pgbouncer2", "pgbouncer", "tps"), ("pgmedic", "pgbouncer2", "tps")]
+def pair_name(a, b, key):
+    return "%s %s/%s" % (key, NAME[a], NAME[b])
+
 print()
 print("paired ratios, median over rounds [95% confidence interval]:")
 for w in workloads:
-    cells = ["pgmedic/pgbouncer tps " + ratio_ci(w, "pgmedic", "pgbouncer")]
-    if NOPROF:
-        cells.append("profiling on/off tps " + ratio_ci(w, "pgmedic", "pgmedic_noprof"))
-    if BOUNCER2:
-        cells.append("pgbouncer x2/pgbouncer tps " + ratio_ci(w, "pgbouncer2", "pgbouncer"))
-        cells.append("pgmedic/pgbouncer x2 tps " + ratio_ci(w, "pgmedic", "pgbouncer2"))
+    cells = ["%s %s" % (pair_name(a, b, k), ratio_ci(w, a, b, k)) for a, b, k in pairs if k == "tps"]
     print("  %-18s %s" % (LABEL[w], "   ".join(cells)))
 
 failures, unexpected = [], []
@@ -611,12 +618,7 @@ md.append("Ratios with their uncertainty: the median over rounds of each round's
           "*cpu* ratios are pgmedic's CPU per transaction over the other's: < 1 means pgmedic "
           "spends less.")
 md.append("")
-pairs = [("pgmedic", "pgbouncer", "tps"), ("pgmedic", "pgbouncer", "cpu")]
-if NOPROF:
-    pairs += [("pgmedic", "pgmedic_noprof", "tps"), ("pgmedic", "pgmedic_noprof", "cpu")]
-if BOUNCER2:
-    pairs += [("pgbouncer2", "pgbouncer", "tps"), ("pgmedic", "pgbouncer2", "tps")]
-phead = ["workload"] + ["%s %s/%s" % (k, NAME[a], NAME[b]) for a, b, k in pairs]
+phead = ["workload"] + [pair_name(a, b, k) for a, b, k in pairs]
 md.append("| " + " | ".join(phead) + " |")
 md.append("|" + "|".join(["---"] + ["---:"] * (len(phead) - 1)) + "|")
 for w in workloads:

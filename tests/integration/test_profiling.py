@@ -184,9 +184,9 @@ def read_until_ready(c, n):
 
 
 def test_statements_written_at_once_are_all_profiled(pgmedic, table):
-    """pgmedic profiles the messages of one read after sending them on, from a short
-    list that it empties when full (16): 40 Queries in one write, then a Parse, 25
-    Bind/Execute pairs and a Sync in another, must all be counted, with their rows."""
+    """Many statements arriving in one read are each profiled: 40 Queries in one
+    write, then a Parse, 25 Bind/Execute pairs and a Sync in another, must all be
+    counted, with their rows."""
     px = pgmedic(pool_mode="transaction", pool_size=2)
     c = pgwire.RawConn("127.0.0.1", px.port)
     try:
