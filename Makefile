@@ -56,8 +56,10 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/test_%.c=build/asan/test_%)
 unit: setup $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $$t; done
 
+# The suite runs twice: with one event loop (the default) and with `workers = 2`.
 integration: setup build/asan/pgmedic build/pgmedic
 	PGMEDIC_BIN=$(CURDIR)/build/asan/pgmedic /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
+	PGMEDIC_TEST_WORKERS=2 PGMEDIC_BIN=$(CURDIR)/build/asan/pgmedic /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: setup
 	@$(MAKE) --no-print-directory unit

@@ -44,7 +44,8 @@
 # Environment: ROUNDS (5), DURATION (10 s per run), WARMUP (2 s; 0: none), CLIENTS (20),
 # JOBS (2), SCALE (10), POOL_SIZE (20), WORKLOADS (space-separated subset of the names
 # above), PROFILE_OFF_TARGET (1; 0: no pgmedic_noprof target), DIRECT_TARGET (1; 0: no
-# direct target), PGBOUNCER2_TARGET (0; 1: the pgbouncer2 target), PGMEDIC_BIN (build/pgmedic),
+# direct target), PGBOUNCER2_TARGET (0; 1: the pgbouncer2 target), PGMEDIC_WORKERS (unset:
+# pgmedic's default; N: every pgmedic target runs with --set workers=N), PGMEDIC_BIN (build/pgmedic),
 # PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN (PostgreSQL 15 binaries).
 set -eu
 
@@ -69,6 +70,7 @@ WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 PROFILE_OFF_TARGET=${PROFILE_OFF_TARGET:-1}
 DIRECT_TARGET=${DIRECT_TARGET:-1}
 PGBOUNCER2_TARGET=${PGBOUNCER2_TARGET:-0}
+PGMEDIC_WORKERS=${PGMEDIC_WORKERS:-}
 # pgmedic_noprof: a second pgmedic, the same binary and flags plus --set profile=off.
 TARGETS=()
 [ "$DIRECT_TARGET" != 1 ] || TARGETS+=(direct)
@@ -266,6 +268,7 @@ pgmedic_ver="$pgmedic_ver (binary sha256 $PGMEDIC_SHA...)"
 start_pgmedic() {
     local name=$1
     shift
+    [ -z "$PGMEDIC_WORKERS" ] || set -- --set "workers=$PGMEDIC_WORKERS" "$@"
     say "$name on 127.0.0.1:${PORT[$name]} (transaction pooling, pool $POOL_SIZE, metrics on" \
         ":${HTTP_PORT[$name]}${*:+, $*}): $pgmedic_ver"
     "$PGMEDIC_BIN" --listen "127.0.0.1:${PORT[$name]}" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \

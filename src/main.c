@@ -1,6 +1,7 @@
 /* main.c - command line entry: `pgmedic [run] [flags]` runs the proxy;
  * `pgmedic top|snapshot|compare|help ...` are client commands (src/cli/). */
 #include <errno.h>
+#include <pthread.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,7 +13,9 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "http/http.h"
+#include "net/conn.h"
 #include "proxy/proxy.h"
+#include "proxy/shard.h"
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -28,7 +31,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGINT:
 		log_info("SIGINT: exiting now");
-		event_base_loopbreak(p->base);
+		world_stop(p);
+		shards_break_all();
+		world_resume(p);
 		break;
 	}
 }
@@ -51,6 +56,16 @@ static void raise_fd_limit(const struct config *cfg)
 			log_warn("open file limit is %llu (hard limit %llu): fewer than max_client_conn=%d clients can connect",
 				 (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, cfg->max_client_conn);
 	}
+}
+
+/* Workers 1..N-1: one event loop each (shard 0 runs on the main thread). */
+static void *shard_thread(void *arg)
+{
+	struct proxy *p = arg;
+	event_base_dispatch(p->base);
+	shard_retire(p);
+	conn_thread_exit();
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -86,46 +101,93 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit(&cfg);
 
-	struct event_config *ec = event_config_new();
-	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
-	struct event_base *base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	if (!base) {
-		fprintf(stderr, "pgmedic: cannot create the event loop\n");
+	int n = cfg.workers;
+	if (shards_init(n) < 0) {
+		fprintf(stderr, "pgmedic: workers must be between 1 and 64\n");
 		config_free(&cfg);
-		return 1;
+		return 2;
 	}
-	struct proxy p;
-	if (proxy_init(&p, base, &cfg, argc, argv, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		proxy_free(&p);
-		event_base_free(base);
-		config_free(&cfg);
-		return 1;
+	struct proxy *shards = calloc((size_t)n, sizeof(*shards));
+	struct event_base **bases = calloc((size_t)n, sizeof(*bases));
+	pthread_t *threads = calloc((size_t)n, sizeof(*threads));
+	struct event *sigs[3] = {NULL, NULL, NULL};
+	int started = 0, inited = 0, status = 1;
+	if (!shards || !bases || !threads) {
+		fprintf(stderr, "pgmedic: out of memory\n");
+		goto out;
 	}
-	if (cfg.http_host && cfg.http_port) {
-		if (http_start(&p, cfg.http_host, cfg.http_port, err, sizeof(err)) < 0) {
+	/* Every shard is set up before any loop runs (shard 0 listens). */
+	for (; inited < n; inited++) {
+		struct event_config *ec = event_config_new();
+		event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+		bases[inited] = event_base_new_with_config(ec);
+		event_config_free(ec);
+		if (!bases[inited]) {
+			log_error("cannot create the event loop");
+			goto out;
+		}
+		if (proxy_init(&shards[inited], bases[inited], &cfg, inited, argc, argv, err, sizeof(err)) < 0) {
 			log_error("%s", err);
-			proxy_free(&p);
-			event_base_free(base);
-			config_free(&cfg);
-			return 1;
+			inited++; /* freed below */
+			goto out;
+		}
+	}
+	struct proxy *p = &shards[0];
+	if (cfg.http_host && cfg.http_port) {
+		if (http_start(p, cfg.http_host, cfg.http_port, err, sizeof(err)) < 0) {
+			log_error("%s", err);
+			goto out;
 		}
 		log_info("metrics on http://%s:%d/metrics", cfg.http_host, cfg.http_port);
 	}
-	struct event *sigs[3];
 	int signums[3] = {SIGHUP, SIGTERM, SIGINT};
 	for (int i = 0; i < 3; i++) {
-		sigs[i] = evsignal_new(base, signums[i], on_signal, &p);
+		sigs[i] = evsignal_new(bases[0], signums[i], on_signal, p);
 		event_add(sigs[i], NULL);
 	}
-	event_base_dispatch(base);
+	/* The other loops' threads leave these signals to shard 0. */
+	sigset_t block, old;
+	sigemptyset(&block);
 	for (int i = 0; i < 3; i++)
-		event_free(sigs[i]);
-	http_stop(&p);
-	proxy_free(&p);
-	event_base_free(base);
+		sigaddset(&block, signums[i]);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (started = 1; started < n; started++)
+		if (pthread_create(&threads[started], NULL, shard_thread, &shards[started]) != 0) {
+			log_error("cannot start worker %d", started);
+			break;
+		}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (started == n) {
+		event_base_dispatch(bases[0]);
+		status = 0;
+	} else {
+		world_stop(p);
+		shards_break_all();
+		world_resume(p);
+	}
+	shard_retire(p);
+	for (int i = 1; i < started; i++)
+		pthread_join(threads[i], NULL);
+out:
+	for (int i = 0; i < 3; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	if (shards && inited > 0)
+		http_stop(&shards[0]);
+	/* Shard 0 last: the others share its profiler. */
+	for (int i = inited - 1; i >= 0; i--)
+		proxy_free(&shards[i]);
+	for (int i = 0; bases && i < n; i++)
+		if (bases[i])
+			event_base_free(bases[i]);
+	conn_thread_exit();
+	shards_free();
+	free(shards);
+	free(bases);
+	free(threads);
 	config_free(&cfg);
+	if (status != 0)
+		return 1;
 	log_info("pgmedic stopped");
 	return 0;
 }

@@ -1033,6 +1033,8 @@ static int set_key(struct config *c, const char *key, const char *value, const c
 		return int_value(label, value, 0, 100000, &c->max_prepared_statements, err, errlen);
 	if (strcasecmp(key, "max_client_conn") == 0)
 		return int_value(label, value, 1, INT_MAX, &c->max_client_conn, err, errlen);
+	if (strcasecmp(key, "workers") == 0)
+		return int_value(label, value, 1, 64, &c->workers, err, errlen);
 	if (strcasecmp(key, "profile") == 0)
 		return bool_value(label, value, &c->profile, err, errlen);
 	if (strcasecmp(key, "keep_literals") == 0)
@@ -1138,6 +1140,7 @@ void config_init(struct config *c)
 	c->max_prepared_statements = 200;
 	c->auth_query = strdup("SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
 	c->max_client_conn = 10000;
+	c->workers = 1;
 	c->profile = true;
 	c->keep_literals = false;
 	c->max_fingerprints = 5000;

@@ -68,6 +68,7 @@ struct config {
 	int min_pool_size;         /* default 0 */
 	int max_prepared_statements; /* per server connection, transaction mode; default 200; 0 = no mapping */
 	int max_client_conn;       /* default 10000 */
+	int workers;               /* event loops (threads); default 1, restart to change */
 
 	/* profiling (src/insight/) */
 	bool profile;              /* default on */

@@ -2,6 +2,7 @@
  * before their strings, so intern_drop() finds its entry from the pointer alone. */
 #include "core/intern.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,6 +18,9 @@ struct istr {
 
 static struct istr **buckets;
 static size_t nbuckets, count;
+/* Shared by every event loop (workers > 1): interned pointers travel with server
+ * connections between loops.  Taken on logins and parameter changes, not per query. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct istr *header(const char *s)
 {
@@ -40,10 +44,8 @@ static void grow(void)
 	nbuckets = n;
 }
 
-const char *intern(const char *s)
+static const char *intern_locked(const char *s)
 {
-	if (!s)
-		return NULL;
 	size_t len = strlen(s);
 	uint64_t h = XXH3_64bits(s, len);
 	if (count >= nbuckets)
@@ -68,10 +70,18 @@ const char *intern(const char *s)
 	return e->s;
 }
 
-void intern_drop(const char *s)
+const char *intern(const char *s)
 {
 	if (!s)
-		return;
+		return NULL;
+	pthread_mutex_lock(&lock);
+	const char *r = intern_locked(s);
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+static void drop_locked(const char *s)
+{
 	struct istr *e = header(s);
 	if (--e->refs)
 		return;
@@ -88,6 +98,15 @@ void intern_drop(const char *s)
 	}
 }
 
+void intern_drop(const char *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&lock);
+	drop_locked(s);
+	pthread_mutex_unlock(&lock);
+}
+
 void intern_set(const char **slot, const char *v)
 {
 	const char *n = intern(v); /* before the drop: v may be *slot itself */
@@ -97,5 +116,8 @@ void intern_set(const char **slot, const char *v)
 
 unsigned long intern_count(void)
 {
-	return (unsigned long)count;
+	pthread_mutex_lock(&lock);
+	unsigned long n = (unsigned long)count;
+	pthread_mutex_unlock(&lock);
+	return n;
 }

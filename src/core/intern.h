@@ -3,7 +3,7 @@
  * For the reported parameters a client wants and a server has (client_encoding,
  * TimeZone, application_name, ...): matching a client with a server compares
  * pointers instead of reading six pairs of strings that are cold in the CPU cache.
- * Event-loop only (not thread-safe). */
+ * Thread-safe (one mutex): the event loops of workers > 1 share the table. */
 #ifndef PGMEDIC_INTERN_H
 #define PGMEDIC_INTERN_H
 

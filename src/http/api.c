@@ -145,7 +145,7 @@ static const char *const query_sorts[] = {"total_time", "calls", "mean", "p95", 
 
 static json_t *queries_json(struct proxy *p, int sort, long limit)
 {
-	struct profiler *pr = &p->prof;
+	struct profiler *pr = p->prof;
 	struct stats_store *s = &pr->store;
 	struct sort_item *items = calloc(s->nq ? s->nq : 1, sizeof(*items));
 	size_t n = 0;
@@ -212,7 +212,7 @@ static json_t *null_or_ms(bool ok, double us)
 
 static json_t *routes_json(struct proxy *p, int sort, long limit)
 {
-	struct stats_store *s = &p->prof.store;
+	struct stats_store *s = &p->prof->store;
 	/* One pass over the fingerprints groups their (route, calls, time) by route. */
 	size_t *count = calloc(s->max_r + 1, sizeof(*count));
 	size_t total = 0;
@@ -354,9 +354,9 @@ static void models_post(struct proxy *p, struct evhttp_request *req)
 		send_error_json(req, 400, "Bad Request", "expected an object with a \"models\" array");
 		return;
 	}
-	if (p->prof.models)
-		json_decref(p->prof.models);
-	p->prof.models = j;
+	if (p->prof->models)
+		json_decref(p->prof->models);
+	p->prof->models = j;
 	log_info("received the ORM model map: %zu models", json_array_size(models));
 	json_t *r = json_pack("{s:b,s:I}", "ok", 1, "models", (json_int_t)json_array_size(models));
 	send_json(req, 200, "OK", r);
@@ -372,15 +372,15 @@ bool api_handle(struct proxy *p, struct evhttp_request *req, const char *path)
 	if (strcmp(path, "/api/models") == 0) {
 		if (cmd == EVHTTP_REQ_POST)
 			models_post(p, req);
-		else if (p->prof.models)
-			send_json(req, 200, "OK", p->prof.models);
+		else if (p->prof->models)
+			send_json(req, 200, "OK", p->prof->models);
 		else
 			send_error_json(req, 404, "Not Found", "no model map yet: run manage.py pgmedic_models");
 		return true;
 	}
 	if (strcmp(path, "/api/findings") == 0) {
-		struct findings_opts fo = {p->cfg->slow_query_ms, p->prof.keep_literals, p->cfg->advisor};
-		json_t *j = findings_json(&p->prof, &fo);
+		struct findings_opts fo = {p->cfg->slow_query_ms, p->prof->keep_literals, p->cfg->advisor};
+		json_t *j = findings_json(p->prof, &fo);
 		send_json(req, 200, "OK", j);
 		json_decref(j);
 		return true;

@@ -42,11 +42,12 @@ static void per_pool_u64(struct proxy *p, struct evbuffer *b, const char *name, 
 			 size_t off)
 {
 	header(b, name, type, help);
-	FOR_POOLS(p, pool)
+	(void)p;
+	FOR_POOL_SUMS(pool, ps)
 	{
 		evbuffer_add_printf(b, "%s", name);
 		pool_labels(b, pool);
-		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)*(const uint64_t *)((const char *)&pool->stats + off));
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)*(const uint64_t *)((const char *)&ps.stats + off));
 	}
 }
 
@@ -75,7 +76,7 @@ static void fp_labels(struct evbuffer *b, const struct qstat *q)
  * total time only: label cardinality stays bounded however many statements run. */
 static void profile_metrics(struct proxy *p, struct evbuffer *b)
 {
-	const struct stats_store *s = &p->prof.store;
+	const struct stats_store *s = &p->prof->store;
 	size_t used = 0, routes = 0;
 	for (size_t i = 0; i < s->nq; i++)
 		used += s->q[i].used && s->q[i].calls;
@@ -96,11 +97,11 @@ static void profile_metrics(struct proxy *p, struct evbuffer *b)
 	       "or by shape (the same text but for its numbers); a text ending with a sqlcommenter tag comment "
 	       "is looked up without it.");
 	evbuffer_add_printf(b, "pgmedic_profile_texts_total{via=\"normalized\"} %llu\n",
-			    (unsigned long long)p->prof.normalized);
+			    (unsigned long long)p->prof->normalized);
 	evbuffer_add_printf(b, "pgmedic_profile_texts_total{via=\"text_cache\"} %llu\n",
-			    (unsigned long long)p->prof.cache_hits);
+			    (unsigned long long)p->prof->cache_hits);
 	evbuffer_add_printf(b, "pgmedic_profile_texts_total{via=\"shape_cache\"} %llu\n",
-			    (unsigned long long)p->prof.shape_hits);
+			    (unsigned long long)p->prof->shape_hits);
 	header(b, "pgmedic_profile_routes", "gauge", "Routes with statistics (bounded by max_routes).");
 	evbuffer_add_printf(b, "pgmedic_profile_routes %zu\n", routes);
 
@@ -167,19 +168,18 @@ void metrics_render(struct proxy *p, struct evbuffer *b)
 	evbuffer_add_printf(b, "pgmedic_shutting_down %d\n", p->shutting_down ? 1 : 0);
 
 	header(b, "pgmedic_clients", "gauge", "Client connections by pool and state.");
-	int login = 0;
-	for (struct list *it = p->login_clients.next; it != &p->login_clients; it = it->next)
-		login++;
-	evbuffer_add_printf(b, "pgmedic_clients{database=\"\",user=\"\",state=\"login\"} %d\n", login);
-	FOR_POOLS(p, pool)
+	struct proxy_totals t;
+	proxy_totals(&t);
+	evbuffer_add_printf(b, "pgmedic_clients{database=\"\",user=\"\",state=\"login\"} %d\n", t.n_login);
+	FOR_POOL_SUMS(pool, ps)
 	{
 		const struct {
 			const char *st;
 			int n;
-		} rows[] = {{"active", pool->n_active_cl},
-			    {"waiting", pool->n_waiting},
-			    {"idle", pool->n_idle_cl},
-			    {"login", pool->n_welcome}};
+		} rows[] = {{"active", ps.n_active_cl},
+			    {"waiting", ps.n_waiting},
+			    {"idle", ps.n_idle_cl},
+			    {"login", ps.n_welcome}};
 		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 			evbuffer_add_printf(b, "pgmedic_clients");
 			pool_labels(b, pool);
@@ -187,15 +187,15 @@ void metrics_render(struct proxy *p, struct evbuffer *b)
 		}
 	}
 	header(b, "pgmedic_servers", "gauge", "Server connections by pool and state (used = running a reset query).");
-	FOR_POOLS(p, pool)
+	FOR_POOL_SUMS(pool, ps)
 	{
 		const struct {
 			const char *st;
 			int n;
-		} rows[] = {{"active", pool->n_active_sv},
-			    {"idle", pool->n_idle_sv},
-			    {"login", pool->n_login_sv},
-			    {"used", pool->n_reset_sv}};
+		} rows[] = {{"active", ps.n_active_sv},
+			    {"idle", ps.n_idle_sv},
+			    {"login", ps.n_login_sv},
+			    {"used", ps.n_reset_sv}};
 		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 			evbuffer_add_printf(b, "pgmedic_servers");
 			pool_labels(b, pool);
@@ -203,14 +203,14 @@ void metrics_render(struct proxy *p, struct evbuffer *b)
 		}
 	}
 	header(b, "pgmedic_pool_size", "gauge", "Maximum server connections of the pool.");
-	FOR_POOLS(p, pool)
+	FOR_POOL_SUMS(pool, ps)
 	{
 		evbuffer_add_printf(b, "pgmedic_pool_size");
 		pool_labels(b, pool);
 		evbuffer_add_printf(b, "} %d\n", pool->pool_size);
 	}
 	header(b, "pgmedic_pool_mode", "gauge", "1 for the pool's mode.");
-	FOR_POOLS(p, pool)
+	FOR_POOL_SUMS(pool, ps)
 	{
 		evbuffer_add_printf(b, "pgmedic_pool_mode");
 		pool_labels(b, pool);
@@ -233,40 +233,40 @@ void metrics_render(struct proxy *p, struct evbuffer *b)
 	per_pool_u64(p, b, "pgmedic_waits_total", "counter", "Times a client waited for a server connection.",
 		     offsetof(struct pool_stats, waits));
 	header(b, "pgmedic_wait_seconds_total", "counter", "Time clients spent waiting for a server connection.");
-	FOR_POOLS(p, pool)
+	FOR_POOL_SUMS(pool, ps)
 	{
 		evbuffer_add_printf(b, "pgmedic_wait_seconds_total");
 		pool_labels(b, pool);
-		evbuffer_add_printf(b, "} %.6f\n", (double)pool->stats.wait_us_total / 1e6);
+		evbuffer_add_printf(b, "} %.6f\n", (double)ps.stats.wait_us_total / 1e6);
 	}
 	header(b, "pgmedic_wait_max_seconds", "gauge", "Longest wait for a server connection so far.");
-	FOR_POOLS(p, pool)
+	FOR_POOL_SUMS(pool, ps)
 	{
 		evbuffer_add_printf(b, "pgmedic_wait_max_seconds");
 		pool_labels(b, pool);
-		evbuffer_add_printf(b, "} %.6f\n", (double)pool->stats.wait_us_max / 1e6);
+		evbuffer_add_printf(b, "} %.6f\n", (double)ps.stats.wait_us_max / 1e6);
 	}
 	header(b, "pgmedic_client_connections_total", "counter", "Client connections accepted.");
-	evbuffer_add_printf(b, "pgmedic_client_connections_total %llu\n", (unsigned long long)p->client_connections_total);
+	evbuffer_add_printf(b, "pgmedic_client_connections_total %llu\n", (unsigned long long)t.client_connections_total);
 	header(b, "pgmedic_client_login_failures_total", "counter", "Client logins refused (wrong password).");
-	evbuffer_add_printf(b, "pgmedic_client_login_failures_total %llu\n", (unsigned long long)p->client_login_failures);
+	evbuffer_add_printf(b, "pgmedic_client_login_failures_total %llu\n", (unsigned long long)t.client_login_failures);
 	header(b, "pgmedic_server_connections_total", "counter", "Server connections opened.");
-	evbuffer_add_printf(b, "pgmedic_server_connections_total %llu\n", (unsigned long long)p->server_connections_total);
+	evbuffer_add_printf(b, "pgmedic_server_connections_total %llu\n", (unsigned long long)t.server_connections_total);
 	header(b, "pgmedic_cancel_requests_total", "counter", "Cancel requests received.");
-	evbuffer_add_printf(b, "pgmedic_cancel_requests_total %llu\n", (unsigned long long)p->cancel_requests);
+	evbuffer_add_printf(b, "pgmedic_cancel_requests_total %llu\n", (unsigned long long)t.cancel_requests);
 	header(b, "pgmedic_pins_total", "counter",
 	       "Transaction-mode clients pinned to their server connection, by the session state that caused it.");
 	static const char *pin_reasons[] = {"set", "role", "listen", "hold_cursor", "temp_table", "prepare", "advisory_lock"};
 	for (size_t i = 0; i < sizeof(pin_reasons) / sizeof(pin_reasons[0]); i++)
 		evbuffer_add_printf(b, "pgmedic_pins_total{reason=\"%s\"} %llu\n", pin_reasons[i],
-				    (unsigned long long)p->pins_total[i]);
+				    (unsigned long long)t.pins_total[i]);
 	header(b, "pgmedic_clients_pinned", "gauge", "Clients currently pinned to their server connection.");
-	evbuffer_add_printf(b, "pgmedic_clients_pinned %d\n", p->n_pinned);
+	evbuffer_add_printf(b, "pgmedic_clients_pinned %d\n", t.n_pinned);
 	header(b, "pgmedic_protocol_errors_total", "counter", "Malformed packets from clients (connection closed).");
-	evbuffer_add_printf(b, "pgmedic_protocol_errors_total %llu\n", (unsigned long long)p->bad_packets);
+	evbuffer_add_printf(b, "pgmedic_protocol_errors_total %llu\n", (unsigned long long)t.bad_packets);
 	header(b, "pgmedic_prepared_retries_total", "counter",
 	       "Prepared-statement requests sent again after \"cached plan must not change result type\".");
-	evbuffer_add_printf(b, "pgmedic_prepared_retries_total %llu\n", (unsigned long long)p->plan_retries);
+	evbuffer_add_printf(b, "pgmedic_prepared_retries_total %llu\n", (unsigned long long)t.plan_retries);
 	profile_metrics(p, b);
 }
 
@@ -284,7 +284,10 @@ static void http_cb(struct evhttp_request *req, void *arg)
 	size_t pl = strcspn(uri, "?");
 	snprintf(path, sizeof(path), "%.*s", (int)(pl < sizeof(path) ? pl : sizeof(path) - 1), uri);
 	if (strncmp(path, "/api/", 5) == 0) {
-		if (!api_handle(p, req, path)) {
+		shard_prof_lock(); /* the profiler is shared by every shard */
+		bool found = api_handle(p, req, path);
+		shard_prof_unlock();
+		if (!found) {
 			evbuffer_add_printf(b, "not found\n");
 			evhttp_send_reply(req, 404, "Not Found", b);
 		}
@@ -297,7 +300,11 @@ static void http_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strcmp(uri, "/metrics") == 0 || strncmp(uri, "/metrics?", 9) == 0) {
+		world_stop(p); /* every shard's pools and counters (a no-op with one) */
+		shard_prof_lock();
 		metrics_render(p, b);
+		shard_prof_unlock();
+		world_resume(p);
 		evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
 		evhttp_send_reply(req, 200, "OK", b);
 	} else if (strcmp(uri, "/health") == 0) {

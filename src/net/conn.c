@@ -40,6 +40,30 @@ int conn_init(struct conn *c, struct event_base *base, int fd, event_callback_fn
 	return 0;
 }
 
+int conn_rebase(struct conn *c, struct event_base *base)
+{
+	event_callback_fn cb = event_get_callback(c->ev_read);
+	void *arg = event_get_callback_arg(c->ev_read);
+	struct event *r = event_new(base, c->fd, EV_READ | EV_PERSIST, cb, arg);
+	struct event *w = event_new(base, c->fd, EV_WRITE | EV_PERSIST, cb, arg);
+	if (!r || !w) {
+		if (r)
+			event_free(r);
+		if (w)
+			event_free(w);
+		return -1;
+	}
+	event_free(c->ev_read);
+	event_free(c->ev_write);
+	c->ev_read = r;
+	c->ev_write = w;
+	if (c->reading)
+		event_add(r, NULL);
+	if (c->writing)
+		event_add(w, NULL);
+	return 0;
+}
+
 void conn_close(struct conn *c)
 {
 	if (c->ev_read) {
@@ -96,8 +120,14 @@ static void want_write(struct conn *c, bool on)
 /* Idle connections hold no input buffer: 10,000 idle clients would otherwise pin
  * 160 MB.  Default-size buffers cycle through a small free list. */
 #define IN_FREELIST_MAX 256
-static uint8_t *in_freelist[IN_FREELIST_MAX];
-static size_t in_nfree;
+static __thread uint8_t *in_freelist[IN_FREELIST_MAX]; /* per event loop */
+static __thread size_t in_nfree;
+
+void conn_thread_exit(void)
+{
+	while (in_nfree)
+		free(in_freelist[--in_nfree]);
+}
 
 static int in_acquire(struct conn *c)
 {

@@ -43,6 +43,11 @@ struct conn {
 int conn_init(struct conn *c, struct event_base *base, int fd, event_callback_fn cb, void *arg)
 	__attribute__((warn_unused_result));
 void conn_close(struct conn *c);
+/* Moves the connection's events to another event base (whose loop is stopped or is
+ * the caller's); armed events stay armed. 0 or -1. */
+int conn_rebase(struct conn *c, struct event_base *base) __attribute__((warn_unused_result));
+/* Frees this thread's cache of input buffers (an event loop's thread ends). */
+void conn_thread_exit(void);
 void conn_want_read(struct conn *c, bool on);
 
 static inline size_t conn_in_avail(const struct conn *c) { return c->in_end - c->in_start; }

@@ -149,42 +149,23 @@ static void show_pools(struct client *cl)
 					 OID_INT4, OID_INT4, OID_INT4, OID_TEXT};
 	struct rs r;
 	rs_begin(&r, names, types, 16);
-	FOR_POOLS(cl->proxy, pool)
+	FOR_POOL_SUMS(pool, ps)
 	{
 		char buf[40][40];
 		int k = 0;
 		/* maxwait: how long the oldest waiting client has waited, as PgBouncer. */
-		double oldest = 0;
-		if (!list_empty(&pool->waiting_clients)) {
-			struct client *w = list_entry(pool->waiting_clients.next, struct client, node);
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			oldest = (double)(now.tv_sec - w->wait_start.tv_sec) +
-				 (double)(now.tv_nsec - w->wait_start.tv_nsec) / 1e9;
-		}
+		double oldest = ps.oldest_wait;
 		long long sec = (long long)oldest;
 		const char *vals[16] = {
-			pool->database, pool->user, fmt(buf, &k, pool->n_active_cl + pool->n_idle_cl),
-			fmt(buf, &k, pool->n_waiting + pool->n_welcome), fmt(buf, &k, 0), fmt(buf, &k, 0),
-			fmt(buf, &k, pool->n_active_sv), fmt(buf, &k, 0), fmt(buf, &k, 0),
-			fmt(buf, &k, pool->n_idle_sv), fmt(buf, &k, pool->n_reset_sv), fmt(buf, &k, 0),
-			fmt(buf, &k, pool->n_login_sv), fmt(buf, &k, sec),
+			pool->database, pool->user, fmt(buf, &k, ps.n_active_cl + ps.n_idle_cl),
+			fmt(buf, &k, ps.n_waiting + ps.n_welcome), fmt(buf, &k, 0), fmt(buf, &k, 0),
+			fmt(buf, &k, ps.n_active_sv), fmt(buf, &k, 0), fmt(buf, &k, 0),
+			fmt(buf, &k, ps.n_idle_sv), fmt(buf, &k, ps.n_reset_sv), fmt(buf, &k, 0),
+			fmt(buf, &k, ps.n_login_sv), fmt(buf, &k, sec),
 			fmt(buf, &k, (long long)((oldest - (double)sec) * 1e6)), pool_mode_name(pool->mode)};
 		rs_row(&r, vals);
 	}
 	rs_finish(cl, &r);
-}
-
-/* The SHOW STATS columns of src, added to dst (pools of one database). */
-static void stats_add(struct pool_stats *dst, const struct pool_stats *src)
-{
-	dst->transactions += src->transactions;
-	dst->queries += src->queries;
-	dst->bytes_in += src->bytes_in;
-	dst->bytes_out += src->bytes_out;
-	dst->xact_us += src->xact_us;
-	dst->query_us += src->query_us;
-	dst->wait_us_total += src->wait_us_total;
 }
 
 static void show_stats(struct client *cl)
@@ -200,21 +181,26 @@ static void show_stats(struct client *cl)
 	struct rs r;
 	rs_begin(&r, names, types, 15);
 	/* PgBouncer reports per database: sum the pools of each database. */
-	FOR_POOLS(cl->proxy, pool)
+	FOR_ALL_POOLS(pool)
 	{
 		bool first = true;
-		for (struct list *o = cl->proxy->pools.next; o != &pool->node; o = o->next)
-			if (strcmp(list_entry(o, struct pool, node)->database, pool->database) == 0)
+		FOR_ALL_POOLS(o)
+		{
+			if (o == pool)
+				goto seen;
+			if (strcmp(o->database, pool->database) == 0)
 				first = false;
+		}
+	seen:
 		if (!first)
 			continue;
 		struct pool_stats t = {0}, a = {0};
-		FOR_POOLS(cl->proxy, q)
+		FOR_ALL_POOLS(q)
 		{
 			if (strcmp(q->database, pool->database) != 0)
 				continue;
-			stats_add(&t, &q->stats);
-			stats_add(&a, &q->avg);
+			pool_stats_add(&t, &q->stats);
+			pool_stats_add(&a, &q->avg);
 		}
 		char buf[40][40];
 		int k = 0;
@@ -254,7 +240,7 @@ static void show_databases(struct client *cl)
 		int k = 0;
 		int current = 0;
 		bool paused = cl->proxy->paused;
-		FOR_POOLS(cl->proxy, pool)
+		FOR_ALL_POOLS(pool)
 		{
 			if (config_find_db(c, pool->database) == e) {
 				current += pool->n_login_sv + pool->n_idle_sv + pool->n_active_sv + pool->n_reset_sv;
@@ -342,7 +328,8 @@ static void show_clients(struct client *cl)
 {
 	struct rs r;
 	rs_begin(&r, conn_cols, conn_types, 18);
-	for (struct list *it = cl->proxy->all_clients.next; it != &cl->proxy->all_clients; it = it->next) {
+	for (int sh = 0; sh < shard_count(); sh++)
+	for (struct list *it = shard_at(sh)->all_clients.next; it != &shard_at(sh)->all_clients; it = it->next) {
 		struct client *c = list_entry(it, struct client, all_node);
 		char buf[40][40];
 		int k = 0;
@@ -375,7 +362,7 @@ static void show_servers(struct client *cl)
 {
 	struct rs r;
 	rs_begin(&r, conn_cols, conn_types, 18);
-	FOR_POOLS(cl->proxy, pool)
+	FOR_ALL_POOLS(pool)
 	{
 		struct list *lists[4] = {&pool->active_servers, &pool->idle_servers, &pool->reset_servers,
 					 &pool->login_servers};
@@ -468,9 +455,9 @@ static void simple_ok(struct client *cl, const char *tag)
 	pgb_free(&b);
 }
 
-static struct pool *first_pool_of(struct proxy *p, const char *db)
+static struct pool *first_pool_of(const char *db)
 {
-	FOR_POOLS(p, pool)
+	FOR_ALL_POOLS(pool)
 	if (strcmp(pool->database, db) == 0)
 		return pool;
 	return NULL;
@@ -481,14 +468,13 @@ static struct pool *first_pool_of(struct proxy *p, const char *db)
 static bool known_db(struct proxy *p, const char *db)
 {
 	const struct db_entry *e = config_find_db(p->cfg, db);
-	return first_pool_of(p, db) || (e && strcmp(e->name, "*") != 0);
+	return first_pool_of(db) || (e && strcmp(e->name, "*") != 0);
 }
 
 static void kill_db(struct client *cl, const char *db)
 {
-	struct proxy *p = cl->proxy;
 	int n = 0;
-	FOR_POOLS(p, pool)
+	FOR_ALL_POOLS(pool)
 	{
 		if (strcmp(pool->database, db) != 0)
 			continue;
@@ -514,8 +500,19 @@ static void kill_db(struct client *cl, const char *db)
 	log_info("admin C-%llu: KILL %s closed %d clients", (unsigned long long)cl->id, db, n);
 }
 
-/* The command is SQL (SHOW x) or one of PgBouncer's verbs. */
+static void query(struct client *cl, const char *sql);
+
+/* The command is SQL (SHOW x) or one of PgBouncer's verbs.  It sees and acts on
+ * every shard: the world is stopped meanwhile (nothing with one shard). */
 void admin_query(struct client *cl, const char *sql)
+{
+	struct proxy *p = cl->proxy;
+	world_stop(p);
+	query(cl, sql);
+	world_resume(p);
+}
+
+static void query(struct client *cl, const char *sql)
 {
 	struct proxy *p = cl->proxy;
 	char show[64] = "";
@@ -577,25 +574,21 @@ void admin_query(struct client *cl, const char *sql)
 				admin_error(cl, "3D000", "no such database");
 				return;
 			}
-			FOR_POOLS(p, pool)
+			FOR_ALL_POOLS(pool)
 			if (strcmp(pool->database, w[1]) == 0)
 				pool->paused = pause;
 		} else {
-			p->paused = pause;
-			FOR_POOLS(p, pool)
+			for (int i = 0; i < shard_count(); i++)
+				shard_at(i)->paused = pause;
+			FOR_ALL_POOLS(pool)
 			pool->paused = pause;
 		}
 		log_info("admin C-%llu: %s %s", (unsigned long long)cl->id, pause ? "PAUSE" : "RESUME", n == 2 ? w[1] : "all");
 		if (!pause) {
-			FOR_POOLS(p, pool)
-			{
-				/* Hand idle servers to the clients that queued during the pause. */
-				while (!pool->paused && pool->n_waiting && !list_empty(&pool->idle_servers)) {
-					struct server *s = list_entry(pool->idle_servers.next, struct server, node);
-					pool_server_ready(s);
-				}
-				pool_maybe_launch(pool);
-			}
+			/* Idle servers go to the clients that queued during the pause; more
+			 * are launched if needed (on each shard's loop). */
+			for (int i = 0; i < shard_count(); i++)
+				shard_kick(shard_at(i));
 			simple_ok(cl, "RESUME");
 			return;
 		}
@@ -618,14 +611,31 @@ void admin_query(struct client *cl, const char *sql)
 	admin_error(cl, "42601", msg);
 }
 
+static void check_pause(struct proxy *p);
+
+/* Janitor and PAUSE: answer the PAUSEs of this shard's admin clients once no
+ * paused pool of any shard has an active server. */
 void admin_check_pause(struct proxy *p)
 {
+	bool waiting = false;
+	struct list *it;
+	for (it = p->admin_clients.next; it != &p->admin_clients; it = it->next)
+		if (list_entry(it, struct client, node)->admin_pause_wait)
+			waiting = true;
+	if (!waiting)
+		return;
+	world_stop(p);
 	int busy = 0;
-	FOR_POOLS(p, pool)
+	FOR_ALL_POOLS(pool)
 	if (pool->paused)
 		busy += pool->n_active_sv;
-	if (busy)
-		return;
+	world_resume(p);
+	if (!busy)
+		check_pause(p);
+}
+
+static void check_pause(struct proxy *p)
+{
 	struct list *it, *tmp;
 	list_for_each_safe(it, tmp, &p->admin_clients)
 	{

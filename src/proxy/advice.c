@@ -47,10 +47,19 @@ static char *conninfo_for(const struct pool *pool, const struct config *cfg)
 	return strdup(buf);
 }
 
+static void on_result_locked(struct advisor_result *r, struct proxy *p, struct profiler *pr);
+
 static void on_result(struct advisor_result *r, void *arg)
 {
 	struct proxy *p = arg;
-	struct profiler *pr = &p->prof;
+	struct profiler *pr = p->prof;
+	shard_prof_lock();
+	on_result_locked(r, p, pr);
+	shard_prof_unlock();
+}
+
+static void on_result_locked(struct advisor_result *r, struct proxy *p, struct profiler *pr)
+{
 	if (r->error[0]) {
 		const char *old = json_string_value(json_object_get(pr->advisor_errors, r->db));
 		if (!old || strcmp(old, r->error) != 0)
@@ -99,9 +108,9 @@ static struct advisor_job *job_new(enum advisor_job_kind kind, const struct pool
 	return j;
 }
 
-static struct pool *pool_of(struct proxy *p, const char *database, const char *user)
+static struct pool *pool_of(const char *database, const char *user)
 {
-	FOR_POOLS(p, pool)
+	FOR_ALL_POOLS(pool)
 	{
 		if (strcmp(pool->database, database) == 0 && strcmp(pool->user, user) == 0)
 			return pool;
@@ -109,11 +118,27 @@ static struct pool *pool_of(struct proxy *p, const char *database, const char *u
 	return NULL;
 }
 
+static void tick(struct proxy *p);
+
+/* Shard 0's janitor.  The pools of every shard are read, and the profiler's store:
+ * under a world stop and the profiler's lock (both nothing with one shard). */
 void advisor_tick(struct proxy *p)
 {
 	const struct config *cfg = p->cfg;
+	if (!cfg->advisor || !p->prof->on || p->shutting_down || now_sec() - p->advisor_last_round < cfg->advisor_interval)
+		return;
+	world_stop(p);
+	shard_prof_lock();
+	tick(p);
+	shard_prof_unlock();
+	world_resume(p);
+}
+
+static void tick(struct proxy *p)
+{
+	const struct config *cfg = p->cfg;
 	double now = now_sec();
-	if (!cfg->advisor || !p->prof.on || p->shutting_down || now - p->advisor_last_round < cfg->advisor_interval)
+	if (!cfg->advisor || !p->prof->on || p->shutting_down || now - p->advisor_last_round < cfg->advisor_interval)
 		return;
 	p->advisor_last_round = now;
 	if (!p->advisor) {
@@ -124,7 +149,7 @@ void advisor_tick(struct proxy *p)
 		}
 	}
 	/* Catalog: per database with traffic, once a minute. */
-	FOR_POOLS(p, pool)
+	FOR_ALL_POOLS(pool)
 	{
 		if (!pool->stats.queries || advisor_busy(p->advisor) >= JOBS_IN_FLIGHT)
 			continue;
@@ -134,20 +159,20 @@ void advisor_tick(struct proxy *p)
 		struct advisor_job *j = job_new(AJ_CATALOG, pool, cfg);
 		if (!j)
 			continue;
-		if (p->prof.models)
-			j->models = json_incref(p->prof.models);
+		if (p->prof->models)
+			j->models = json_incref(p->prof->models);
 		if (advisor_submit(p->advisor, j))
 			json_object_set_new(p->advisor_catalog_at, pool->database, json_real(now));
 	}
 	/* Slow fingerprints whose example is a plain SELECT with its values inlined. */
-	const struct stats_store *s = &p->prof.store;
+	const struct stats_store *s = &p->prof->store;
 	for (size_t i = 0; i < s->nq && advisor_busy(p->advisor) < JOBS_IN_FLIGHT; i++) {
 		const struct qstat *q = &s->q[i];
 		if (!q->used || !q->calls || hist_quantile(q->hist, 0.95) < cfg->slow_query_ms * 1000.0)
 			continue;
 		char hex[17];
 		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)q->fp);
-		json_t *prev = json_object_get(p->prof.plans, hex);
+		json_t *prev = json_object_get(p->prof->plans, hex);
 		if (prev && now - json_real_value(json_object_get(prev, "at")) < EXPLAIN_EVERY)
 			continue;
 		struct sql_analysis a;
@@ -155,7 +180,7 @@ void advisor_tick(struct proxy *p)
 		if (strstr(q->example, "$1") || sql_analyze(q->example, &a, err, sizeof(err)) < 0 ||
 		    a.kind != SQLA_SELECT || a.writes || a.multi)
 			continue; /* never EXPLAIN a statement that can write; $n needs values */
-		struct pool *pool = pool_of(p, q->database, q->user);
+		struct pool *pool = pool_of(q->database, q->user);
 		if (!pool)
 			continue;
 		struct advisor_job *j = job_new(AJ_EXPLAIN, pool, cfg);
@@ -168,7 +193,7 @@ void advisor_tick(struct proxy *p)
 			continue;
 		}
 		/* marked now so that a slow advisor is not asked twice */
-		json_object_set_new(p->prof.plans, hex, json_pack("{s:s,s:f,s:b}", "db", q->database, "at", now,
+		json_object_set_new(p->prof->plans, hex, json_pack("{s:s,s:f,s:b}", "db", q->database, "at", now,
 								  "pending", 1));
 		advisor_submit(p->advisor, j);
 	}

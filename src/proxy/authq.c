@@ -2,7 +2,9 @@
  * (typically through a SECURITY DEFINER function over pg_shadow) so that no end
  * user's password has to be in pgmedic's files.  One libpq connection per
  * database, driven without blocking from the event loop (PQconnectPoll, then
- * PQsendQueryParams / PQconsumeInput), requests served one at a time in order. */
+ * PQsendQueryParams / PQconsumeInput), requests served one at a time in order.
+ * With several event loops the connections are shard 0's: another shard's lookup
+ * is posted there and its answer posted back (shard_post). */
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -15,11 +17,70 @@
 
 enum aq_state { AQ_CONNECTING, AQ_IDLE, AQ_BUSY };
 
+/* A lookup for a client on another shard: travels to shard 0 and back. */
+struct aq_remote {
+	int shard;
+	uint64_t client_id;
+	char *user, *dbname;
+	char *secret, *error;   /* the answer */
+};
+
 struct aq_req {
 	struct list node;
 	struct client *cl;
+	struct aq_remote *remote; /* instead of cl */
 	char *user;
 };
+
+static void remote_free(void *arg)
+{
+	struct aq_remote *rm = arg;
+	free(rm->user);
+	free(rm->dbname);
+	if (rm->secret) {
+		memset(rm->secret, 0, strlen(rm->secret));
+		free(rm->secret);
+	}
+	free(rm->error);
+	free(rm);
+}
+
+/* On the client's shard: the answer. */
+static void remote_done(struct proxy *p, void *arg)
+{
+	struct aq_remote *rm = arg;
+	for (struct list *it = p->login_clients.next; it != &p->login_clients; it = it->next) {
+		struct client *cl = list_entry(it, struct client, node);
+		if (cl->id == rm->client_id && cl->authq_remote) {
+			cl->authq_remote = false;
+			client_auth_query_done(cl, rm->secret, rm->error);
+			break;
+		}
+	}
+	remote_free(rm);
+}
+
+/* On shard 0: a request's answer goes back to a remote client's shard. */
+static void answer(struct aq_req *r, struct client *cl, const char *secret, const char *error)
+{
+	if (cl) {
+		client_auth_query_done(cl, secret, error);
+		return;
+	}
+	struct aq_remote *rm = r->remote;
+	if (!rm)
+		return;
+	r->remote = NULL;
+	rm->secret = secret ? strdup(secret) : NULL;
+	rm->error = error ? strdup(error) : NULL;
+	if ((secret && !rm->secret) || (error && !rm->error)) {
+		free(rm->error);
+		rm->error = strdup("out of memory");
+	}
+	struct proxy *to = shard_at(rm->shard);
+	if (!to || shard_post(to, remote_done, remote_free, rm) < 0)
+		remote_free(rm);
+}
 
 struct aq_conn {
 	struct list node;     /* proxy->authq_conns */
@@ -74,6 +135,8 @@ static void req_free(struct aq_req *r)
 	list_del(&r->node);
 	if (r->cl)
 		r->cl->authq_req = NULL;
+	if (r->remote)
+		remote_free(r->remote);
 	free(r->user);
 	free(r);
 }
@@ -101,9 +164,8 @@ static void aq_fail(struct aq_conn *a, const char *why)
 	while (!list_empty(&a->queue)) {
 		struct aq_req *r = list_entry(a->queue.next, struct aq_req, node);
 		struct client *cl = r->cl;
+		answer(r, cl, NULL, why);
 		req_free(r);
-		if (cl)
-			client_auth_query_done(cl, NULL, why);
 	}
 	aq_destroy(a);
 }
@@ -121,7 +183,7 @@ static void aq_next(struct aq_conn *a)
 {
 	while (!list_empty(&a->queue)) {
 		struct aq_req *r = list_entry(a->queue.next, struct aq_req, node);
-		if (!r->cl) { /* its client left meanwhile */
+		if (!r->cl && !r->remote) { /* its client left meanwhile */
 			req_free(r);
 			continue;
 		}
@@ -152,11 +214,13 @@ static void aq_results(struct aq_conn *a)
 		if (!res) {
 			struct aq_req *r = list_entry(a->queue.next, struct aq_req, node);
 			struct client *cl = r->cl;
-			req_free(r);
 			char *secret = a->secret;
 			a->secret = NULL;
 			if (cl)
-				client_auth_query_done(cl, secret, a->err[0] ? a->err : NULL);
+				r->cl->authq_req = NULL;
+			answer(r, cl, secret, a->err[0] ? a->err : NULL);
+			r->cl = NULL;
+			req_free(r);
 			if (secret) {
 				memset(secret, 0, strlen(secret));
 				free(secret);
@@ -274,9 +338,10 @@ static struct aq_conn *aq_open(struct proxy *p, const char *dbname)
 	return a;
 }
 
-int authq_lookup(struct proxy *p, struct client *cl)
+/* Queues a lookup on this shard's connection for dbname (cl or remote). */
+static int enqueue(struct proxy *p, const char *dbname, const char *user, struct client *cl,
+		   struct aq_remote *remote)
 {
-	const char *dbname = p->cfg->auth_dbname ? p->cfg->auth_dbname : cl->database;
 	struct aq_conn *a = NULL;
 	for (struct list *it = p->authq_conns.next; it != &p->authq_conns; it = it->next) {
 		struct aq_conn *c = list_entry(it, struct aq_conn, node);
@@ -286,20 +351,56 @@ int authq_lookup(struct proxy *p, struct client *cl)
 	if (!a && !(a = aq_open(p, dbname)))
 		return -1;
 	struct aq_req *r = calloc(1, sizeof(*r));
-	if (!r || !(r->user = strdup(cl->user))) {
+	if (!r || !(r->user = strdup(user))) {
 		free(r);
 		return -1;
 	}
 	r->cl = cl;
-	cl->authq_req = r;
+	r->remote = remote;
+	if (cl)
+		cl->authq_req = r;
 	list_add_tail(&a->queue, &r->node);
 	if (a->state == AQ_IDLE)
 		aq_next(a);
 	return 0;
 }
 
+/* On shard 0: another shard's lookup. */
+static void remote_lookup(struct proxy *p, void *arg)
+{
+	struct aq_remote *rm = arg;
+	if (enqueue(p, rm->dbname, rm->user, NULL, rm) < 0) {
+		rm->error = strdup("cannot start the auth_query connection");
+		struct proxy *to = shard_at(rm->shard);
+		if (!to || shard_post(to, remote_done, remote_free, rm) < 0)
+			remote_free(rm);
+	}
+}
+
+int authq_lookup(struct proxy *p, struct client *cl)
+{
+	const char *dbname = p->cfg->auth_dbname ? p->cfg->auth_dbname : cl->database;
+	if (p->shard == 0)
+		return enqueue(p, dbname, cl->user, cl, NULL);
+	/* One lookup connection per database for the process: shard 0's. */
+	struct aq_remote *rm = calloc(1, sizeof(*rm));
+	if (!rm)
+		return -1;
+	rm->shard = p->shard;
+	rm->client_id = cl->id;
+	rm->user = strdup(cl->user);
+	rm->dbname = strdup(dbname);
+	if (!rm->user || !rm->dbname || shard_post(shard_at(0), remote_lookup, remote_free, rm) < 0) {
+		remote_free(rm);
+		return -1;
+	}
+	cl->authq_remote = true;
+	return 0;
+}
+
 void authq_forget_client(struct client *cl)
 {
+	cl->authq_remote = false; /* its answer, if one comes, finds no client */
 	if (cl->authq_req) {
 		((struct aq_req *)cl->authq_req)->cl = NULL;
 		cl->authq_req = NULL;

@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "proxy/shard.h"
 
 struct cancel_job {
 	int fd;
@@ -43,11 +44,14 @@ static void cancel_cb(evutil_socket_t fd, short what, void *arg)
 	cancel_done(j);
 }
 
-void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key)
+/* Finds the client with this made-up key on `owner` and where its query runs.
+ * 0: found, with the address, the backend's key and the client's id in the outputs. */
+static int find_target(struct proxy *owner, uint32_t pid, uint32_t key, struct sockaddr_storage *ss, socklen_t *sl,
+		       uint32_t *be_pid, uint32_t *be_key, unsigned long long *cl_id)
 {
 	struct client *target = NULL;
 	struct list *it, *tmp;
-	list_for_each_safe(it, tmp, &p->all_clients)
+	list_for_each_safe(it, tmp, &owner->all_clients)
 	{
 		struct client *cl = list_entry(it, struct client, all_node);
 		if (cl->cancel_pid == pid && cl->cancel_key == key) {
@@ -57,20 +61,46 @@ void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key)
 	}
 	if (!target) {
 		log_info("cancel request for an unknown client key: ignored");
-		return;
+		return -1;
 	}
 	struct server *sv = target->server;
 	if (!sv || sv->state != SV_ACTIVE || !sv->backend_pid) {
 		log_info("C-%llu: cancel request while no query is running: ignored", (unsigned long long)target->id);
-		return;
+		return -1;
 	}
 	struct pool *pool = sv->pool;
+	if (pool_target_addr(pool, ss, sl) < 0) {
+		log_warn("cancel request: cannot resolve %s", pool->host);
+		return -1;
+	}
+	*be_pid = sv->backend_pid;
+	*be_key = sv->backend_key;
+	*cl_id = (unsigned long long)target->id;
+	return 0;
+}
+
+void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key)
+{
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	if (pool_target_addr(pool, &ss, &sl) < 0) {
-		log_warn("cancel request: cannot resolve %s", pool->host);
-		return;
+	uint32_t be_pid, be_key;
+	unsigned long long cl_id;
+	int rc;
+	if (shard_count() > 1) {
+		/* The client may be on another shard: its index is the key's low byte. */
+		struct proxy *owner = shard_at((int)(pid & 0xff));
+		if (!owner) {
+			log_info("cancel request for an unknown client key: ignored");
+			return;
+		}
+		world_stop(p);
+		rc = find_target(owner, pid, key, &ss, &sl, &be_pid, &be_key, &cl_id);
+		world_resume(p);
+	} else {
+		rc = find_target(p, pid, key, &ss, &sl, &be_pid, &be_key, &cl_id);
 	}
+	if (rc < 0)
+		return;
 	struct cancel_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return;
@@ -81,8 +111,8 @@ void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key)
 	}
 	pg_put_u32(j->pkt, 16);
 	pg_put_u32(j->pkt + 4, PG_CANCEL_REQUEST);
-	pg_put_u32(j->pkt + 8, sv->backend_pid);
-	pg_put_u32(j->pkt + 12, sv->backend_key);
+	pg_put_u32(j->pkt + 8, be_pid);
+	pg_put_u32(j->pkt + 12, be_key);
 	if (connect(j->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
 		log_warn("cancel request: connect failed: %s", strerror(errno));
 		close(j->fd);
@@ -98,5 +128,5 @@ void cancel_forward(struct proxy *p, uint32_t pid, uint32_t key)
 		free(j);
 		return;
 	}
-	log_info("C-%llu: forwarding cancel request to backend %u", (unsigned long long)target->id, sv->backend_pid);
+	log_info("C-%llu: forwarding cancel request to backend %u", cl_id, be_pid);
 }

@@ -22,6 +22,7 @@
 #include "sql/ddl.h"
 #include "sql/session.h"
 #include "proxy/proxy.h"
+#include "proxy/shard.h"
 
 enum login_step {
 	LS_STARTUP,      /* expecting a startup packet (or SSLRequest / CancelRequest) */
@@ -94,7 +95,7 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen
 		free(cl);
 		return;
 	}
-	cl->id = ++p->next_id;
+	cl->id = shard_next_id();
 	cl->state = CL_LOGIN;
 	cl->connect_time = cl->last_active = now_sec();
 	if (sa->sa_family == AF_INET) {
@@ -120,12 +121,18 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen
 	list_add_tail(&p->all_clients, &cl->all_node);
 	list_add_tail(&p->login_clients, &cl->node);
 	p->n_clients++;
+	atomic_fetch_add(&p->load, 1);
+	int live = shard_clients_add(1);
 	p->client_connections_total++;
 	/* Pick a BackendKeyData no other client has: cancel requests are routed by it. */
 	for (;;) {
 		uint32_t v[2];
 		proxy_random(p, v, sizeof(v));
 		cl->cancel_pid = (v[0] & 0x3fffffff) | 1;
+		if (shard_count() > 1) /* cancel requests find the shard in the low byte */
+			cl->cancel_pid = (v[0] & 0x3fffff00) | (uint32_t)p->shard;
+		if (!cl->cancel_pid)
+			continue;
 		cl->cancel_key = v[1];
 		bool clash = false;
 		struct list *it, *tmp;
@@ -140,7 +147,7 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr *sa, int salen
 		if (!clash)
 			break;
 	}
-	if (p->n_clients > p->cfg->max_client_conn) {
+	if (live > p->cfg->max_client_conn) {
 		CLOG(LOG_WARNING, cl, "closing: max_client_conn (%d) reached", p->cfg->max_client_conn);
 		client_fatal(cl, "53300", "sorry, too many clients already (pgmedic max_client_conn)");
 		return;
@@ -257,7 +264,11 @@ void client_close(struct client *cl, const char *reason)
 		CLOG(ordinary ? LOG_DEBUG : LOG_INFO, cl, "closing: %s", reason);
 	authq_forget_client(cl);
 	client_unlink_server(cl);
-	prof_client_free(&p->prof, &cl->prof);
+	if (cl->prof) {
+		shard_prof_lock();
+		prof_client_free(p->prof, &cl->prof);
+		shard_prof_unlock();
+	}
 	client_retry_clear(cl);
 	pin_names_clear(cl, ~0u);
 	free(cl->pending_unname);
@@ -278,6 +289,8 @@ void client_close(struct client *cl, const char *reason)
 	list_del(&cl->all_node);
 	list_add_tail(&p->dead_clients, &cl->node);
 	p->n_clients--;
+	atomic_fetch_sub(&p->load, 1);
+	shard_clients_add(-1);
 	proxy_schedule_reap(p);
 }
 
@@ -681,7 +694,7 @@ static void auth_done(struct client *cl)
 	cl->auth = NULL;
 	list_del(&cl->node);
 	cl->state = CL_LOGIN; /* not on a pool list yet */
-	if (pool->have_welcome) {
+	if (pool->have_welcome || pool_group_adopt_welcome(pool->group, pool)) {
 		client_finish_welcome(cl); /* AuthenticationOk and welcome in one write */
 	} else {
 		if (pool_refuse_failing(pool, cl))
@@ -1091,7 +1104,7 @@ void client_linked(struct client *cl)
 		if (us > pool->stats.wait_us_max)
 			pool->stats.wait_us_max = us;
 		cl->wait_start.tv_sec = 0;
-		if (cl->proxy->prof.on)
+		if (cl->proxy->prof->on)
 			prof_client_waited(&cl->prof, us);
 	}
 	conn_want_read(&cl->c, true);
@@ -1200,25 +1213,31 @@ static void check_session_state(struct client *cl, const uint8_t *q, size_t len,
 	cl->pinned |= bits;
 }
 
-/* DROP DATABASE fails while sessions are connected: close this proxy's idle
- * server connections to that database before the statement reaches the server. */
+/* DROP DATABASE fails while sessions are connected: close pgmedic's idle server
+ * connections to that database (on every shard) before the statement reaches the
+ * server. */
 static void check_drop_database(struct client *cl, const uint8_t *q, size_t len)
 {
 	char name[256];
 	if (len < 13 || !sql_drop_database_target((const char *)q, len, name, sizeof(name)))
 		return;
-	struct list *it, *tmp;
-	list_for_each_safe(it, tmp, &cl->proxy->pools)
-	{
-		struct pool *pool = list_entry(it, struct pool, node);
-		if (strcmp(pool->up_database, name) != 0)
-			continue;
-		struct list *s, *st;
-		list_for_each_safe(s, st, &pool->idle_servers)
-			server_close(list_entry(s, struct server, node), "client drops this database");
-		pool->have_welcome = false; /* a re-created database may differ */
-		pgb_reset(&pool->welcome);
+	world_stop(cl->proxy);
+	for (int i = 0; i < shard_count(); i++) {
+		struct list *it, *tmp;
+		list_for_each_safe(it, tmp, &shard_at(i)->pools)
+		{
+			struct pool *pool = list_entry(it, struct pool, node);
+			if (strcmp(pool->up_database, name) != 0)
+				continue;
+			struct list *s, *st;
+			list_for_each_safe(s, st, &pool->idle_servers)
+				server_close(list_entry(s, struct server, node), "client drops this database");
+			pool->have_welcome = false; /* a re-created database may differ */
+			pgb_reset(&pool->welcome);
+			pool_group_forget_welcome(pool->group);
+		}
 	}
+	world_resume(cl->proxy);
 }
 
 /* ------------------------------------------ plan-change retry (prepared) ---- */
@@ -1340,7 +1359,7 @@ bool client_retry_on_server_msg(struct client *cl, struct server *sv, uint8_t ty
 static void account(struct client *cl, struct server *sv, uint8_t type, const uint8_t *m, size_t have, uint32_t len,
 		    uint64_t *nowp)
 {
-	struct profiler *pr = &cl->proxy->prof;
+	struct profiler *pr = cl->proxy->prof;
 	uint64_t now = *nowp;
 	if (pr->on && have >= 5 && len >= 4) {
 		struct prof_ident id = {{cl->pool->database, cl->pool->user, cl->pool->ident_hash, cl->pool->serial},
@@ -1348,7 +1367,9 @@ static void account(struct client *cl, struct server *sv, uint8_t type, const ui
 		size_t blen = have - 5 < (size_t)len - 4 ? have - 5 : (size_t)len - 4;
 		if (!now)
 			now = *nowp = now_us();
+		shard_prof_lock();
 		prof_client_msg(pr, &cl->prof, &id, type, m + 5, blen, now);
+		shard_prof_unlock();
 	}
 	if (cl->pending_rfq == 0 && !cl->in_extended && (type == 'Q' || type == 'P' || type == 'B' || type == 'E' ||
 							 type == 'F' || type == 'S'))
@@ -1389,7 +1410,7 @@ static void account(struct client *cl, struct server *sv, uint8_t type, const ui
  * followed by its Sync (the common case), or by nothing yet, gets none. */
 static bool flush_due(const struct client *cl, uint8_t type, size_t whole_avail, size_t total)
 {
-	return cl->after_execute && cl->proxy->prof.on && whole_avail >= total && type != 'S' && type != 'H';
+	return cl->after_execute && cl->proxy->prof->on && whole_avail >= total && type != 'S' && type != 'H';
 }
 
 static void inject_flush(struct client *cl, bool *staged, const uint8_t **d, size_t *avail, size_t *pos)
@@ -1502,7 +1523,7 @@ void client_process(struct client *cl)
 		 * are mapped. */
 		bool txmode = cl->pool->mode == POOL_TRANSACTION;
 		/* The profiler reads Query and Parse texts whole (up to 1 MiB). */
-		bool whole_text = txmode || cl->proxy->prof.on;
+		bool whole_text = txmode || cl->proxy->prof->on;
 		if (type == 'Q' && avail - pos >= total) {
 			check_drop_database(cl, d + pos + 5, len - 4);
 			if (txmode)

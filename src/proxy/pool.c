@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "proxy/shard.h"
 
 #define SERVER_LOGIN_RETRY 1.0 /* seconds between logins after one failed */
 
@@ -62,10 +63,6 @@ int pool_target_addr(struct pool *pool, struct sockaddr_storage *ss, socklen_t *
 	return 0;
 }
 
-/* Pools are numbered in creation order: the profiler's stats_ident serial (a
- * pool freed and another made at its address are not the same). */
-static uint64_t pool_serials;
-
 struct pool *pool_get(struct proxy *p, const char *database, const char *user, const struct db_entry *db)
 {
 	struct list *it, *tmp;
@@ -87,7 +84,8 @@ struct pool *pool_get(struct proxy *p, const char *database, const char *user, c
 	pool->up_user = strdup(db->user ? db->user : user);
 	pool->pool_size = db->pool_size > 0 ? db->pool_size : p->cfg->pool_size;
 	pool->mode = db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : p->cfg->pool_mode;
-	if (!pool->database || !pool->user || !pool->host || !pool->up_database || !pool->up_user) {
+	pool->group = pool_group_get(database, user);
+	if (!pool->group || !pool->database || !pool->user || !pool->host || !pool->up_database || !pool->up_user) {
 		free(pool->database);
 		free(pool->user);
 		free(pool->host);
@@ -97,7 +95,9 @@ struct pool *pool_get(struct proxy *p, const char *database, const char *user, c
 		return NULL;
 	}
 	pool->ident_hash = stats_ident_hash(pool->database, pool->user);
-	pool->serial = ++pool_serials;
+	/* The profiler's stats_ident serial: one per pair for the life of the process,
+	 * the same on every shard. */
+	pool->serial = pool->group->serial;
 	if (db_password_for(db, pool->up_user))
 		cred_from_secret(&pool->cred, db->password);
 	const struct user_entry *ue = userlist_find(&p->users, pool->up_user);
@@ -114,10 +114,19 @@ struct pool *pool_get(struct proxy *p, const char *database, const char *user, c
 	pgb_init(&pool->welcome);
 	pool->paused = p->paused;
 	list_add_tail(&p->pools, &pool->node);
+	(void)pool_group_adopt_welcome(pool->group, pool);
+	__atomic_store_n(&pool->group->pools[p->shard], pool, __ATOMIC_RELEASE);
 	log_info("pool %s@%s created: upstream %s@%s at %s:%d, %s mode, pool_size %d", user, database,
 		 pool->up_user, pool->up_database, pool->host, pool->port, pool_mode_name(pool->mode),
 		 pool->pool_size);
 	return pool;
+}
+
+/* The pool's counters are written by its shard only, and read by other shards as
+ * hints (shard.c, relaxed loads): stored atomically, plain arithmetic. */
+static inline void count_add(int *c, int d)
+{
+	__atomic_store_n(c, *c + d, __ATOMIC_RELAXED);
 }
 
 static int *client_counter(struct pool *pool, enum client_state st)
@@ -142,18 +151,37 @@ static struct list *client_list(struct pool *pool, enum client_state st)
 	}
 }
 
+/* Clients queued for a server or for the welcome, over every shard. */
+static bool queued(enum client_state st)
+{
+	return st == CL_WAITING || st == CL_WELCOME;
+}
+
 void pool_client_move(struct client *cl, enum client_state st)
 {
 	struct pool *pool = cl->pool;
 	int *c = client_counter(pool, cl->state);
+	bool was_queued = c && list_linked(&cl->node) && queued(cl->state);
 	if (c && list_linked(&cl->node))
-		(*c)--;
+		count_add(c, -1);
+	if (was_queued != queued(st))
+		atomic_fetch_add_explicit(&pool->group->waiting, was_queued ? -1 : 1, memory_order_relaxed);
+	bool was_waiting = cl->state == CL_WAITING;
 	list_del(&cl->node);
 	cl->state = st;
 	struct list *l = client_list(pool, st);
 	if (l) {
 		list_add_tail(l, &cl->node);
-		(*client_counter(pool, st))++;
+		count_add(client_counter(pool, st), 1);
+	}
+	if (st == CL_WAITING)
+		cl->wait_us = now_us();
+	if (was_waiting || st == CL_WAITING) {
+		/* Other shards compare their first waiter with ours (FIFO over shards). */
+		uint64_t head = list_empty(&pool->waiting_clients)
+					? 0
+					: list_entry(pool->waiting_clients.next, struct client, node)->wait_us;
+		__atomic_store_n(&pool->head_wait_us, head, __ATOMIC_RELAXED);
 	}
 }
 
@@ -185,8 +213,11 @@ void pool_server_move(struct server *sv, enum server_state st)
 {
 	struct pool *pool = sv->pool;
 	int *c = server_counter(pool, sv->state);
-	if (c && list_linked(&sv->node))
-		(*c)--;
+	if (c && list_linked(&sv->node)) {
+		count_add(c, -1);
+		if (!server_counter(pool, st))
+			pool_group_unreserve(pool->group); /* gone: its pool_size slot is free */
+	}
 	list_del(&sv->node);
 	sv->state = st;
 	struct list *l = server_list(pool, st);
@@ -197,13 +228,14 @@ void pool_server_move(struct server *sv, enum server_state st)
 			list_add_head(l, &sv->node);
 		else
 			list_add_tail(l, &sv->node);
-		(*server_counter(pool, st))++;
+		count_add(server_counter(pool, st), 1);
 	}
 }
 
-static int pool_total_servers(const struct pool *pool)
+/* Server connections of this pair over every shard (pool_size counts them all). */
+static int group_servers(const struct pool *pool)
 {
-	return pool->n_login_sv + pool->n_idle_sv + pool->n_active_sv + pool->n_reset_sv;
+	return atomic_load_explicit(&pool->group->servers, memory_order_relaxed);
 }
 
 void pool_maybe_launch(struct pool *pool)
@@ -212,12 +244,9 @@ void pool_maybe_launch(struct pool *pool)
 	if (p->shutting_down || (pool->paused && pool->n_welcome == 0))
 		return;
 	for (;;) {
-		int total = pool_total_servers(pool);
-		if (total >= pool->pool_size)
-			return;
 		bool need = pool->n_waiting > pool->n_login_sv ||
 			    (pool->n_welcome > 0 && pool->n_login_sv == 0 && !pool->have_welcome) ||
-			    (pool->have_welcome && total < p->cfg->min_pool_size);
+			    (pool->have_welcome && group_servers(pool) < p->cfg->min_pool_size);
 		if (!need)
 			return;
 		/* After a failed login, wait before trying again: a refusing or restarting
@@ -225,9 +254,62 @@ void pool_maybe_launch(struct pool *pool)
 		 * nobody can serve meanwhile were told why (pool_login_failed). */
 		if (now_sec() - pool->last_login_failure < SERVER_LOGIN_RETRY)
 			return;
+		if (!pool_group_reserve(pool->group, pool->pool_size))
+			return;
 		if (!server_launch(pool))
 			return;
 	}
+}
+
+static void link_pair(struct server *sv, struct client *cl);
+static bool need_from_elsewhere(struct pool *pool);
+static struct server *usable_idle(struct pool *pool);
+
+/* Idle servers to waiting clients, the longest waiter first. */
+static void pool_dispatch(struct pool *pool)
+{
+	struct server *sv;
+	while (!pool->paused && !pool->proxy->shutting_down && !list_empty(&pool->waiting_clients) &&
+	       (sv = usable_idle(pool))) {
+		struct client *cl = list_entry(pool->waiting_clients.next, struct client, node);
+		link_pair(sv, cl);
+	}
+}
+
+void pool_kick_all(struct proxy *p)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &p->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (pool->rebalance_due) {
+			pool->rebalance_due = false;
+			pool_group_rebalance(p, pool->group);
+		}
+		if (pool->n_welcome && !pool->have_welcome)
+			(void)pool_group_adopt_welcome(pool->group, pool);
+		if (pool->n_welcome && pool->have_welcome)
+			pool_welcome_ready(pool);
+		pool_dispatch(pool);
+		if (!pool->paused)
+			pool_maybe_launch(pool);
+		/* A missed hand-over between shards is caught here, within 200 ms. */
+		if (need_from_elsewhere(pool)) {
+			pool_group_rebalance(p, pool->group);
+			pool_kick_all(p);
+		}
+	}
+}
+
+/* Another shard may have what this pool's clients wait for. */
+static bool need_from_elsewhere(struct pool *pool)
+{
+	if (shard_count() <= 1 || pool->paused || pool->proxy->shutting_down)
+		return false;
+	if (pool->n_welcome && !pool->have_welcome && __atomic_load_n(&pool->group->have_welcome, __ATOMIC_RELAXED))
+		return true;
+	return pool->n_waiting > pool->n_login_sv && pool->n_idle_sv == 0 &&
+	       pool_group_idle_elsewhere(pool->group, pool);
 }
 
 static void link_pair(struct server *sv, struct client *cl)
@@ -258,18 +340,43 @@ void pool_server_ready(struct server *sv)
 		server_close(sv, "server_lifetime reached");
 		return;
 	}
-	if (pool->pool_size < pool_total_servers(pool)) {
+	if (pool->pool_size < group_servers(pool)) {
 		server_close(sv, "pool_size lowered");
 		return;
 	}
+	struct pool *give_to = NULL;
 	if (!list_empty(&pool->waiting_clients) && !p->shutting_down && !pool->paused) {
 		/* FIFO: the longest waiter first.  link_pair moves both off their lists. */
 		struct client *cl = list_entry(pool->waiting_clients.next, struct client, node);
-		link_pair(sv, cl);
-		return;
+		if (shard_count() == 1 || !(give_to = pool_group_needier(pool->group, pool, cl->wait_us))) {
+			link_pair(sv, cl);
+			return;
+		}
+	} else if (shard_count() > 1 && !p->shutting_down && !pool->paused &&
+		   pool_group_waiting_elsewhere(pool->group, pool)) {
+		give_to = pool_group_needier(pool->group, pool, 0);
 	}
 	pool_server_move(sv, SV_IDLE);
 	conn_want_read(&sv->c, true); /* notice a server that goes away while idle */
+	if (give_to) {
+		/* A client on another shard needs it more: set aside (at the tail, where
+		 * this shard's clients do not take it) and moved from the top of the loop,
+		 * not from here (callers still hold sv). */
+		sv->give_to = give_to;
+		list_del(&sv->node);
+		list_add_tail(&pool->idle_servers, &sv->node);
+		pool->rebalance_due = true;
+		shard_kick(p);
+	}
+}
+
+/* The idle server this shard's clients may take (not one set aside), or NULL. */
+static struct server *usable_idle(struct pool *pool)
+{
+	if (list_empty(&pool->idle_servers))
+		return NULL;
+	struct server *sv = list_entry(pool->idle_servers.next, struct server, node);
+	return sv->give_to ? NULL : sv;
 }
 
 void pool_request_server(struct client *cl)
@@ -277,9 +384,9 @@ void pool_request_server(struct client *cl)
 	struct pool *pool = cl->pool;
 	cl->wait_start.tv_sec = 0; /* only a client that queues has waited */
 	/* Take an idle server only when nobody queued earlier (FIFO fairness). */
-	if (list_empty(&pool->waiting_clients) && !list_empty(&pool->idle_servers) && !pool->paused) {
-		struct server *sv = list_entry(pool->idle_servers.next, struct server, node);
-		link_pair(sv, cl);
+	struct server *idle = list_empty(&pool->waiting_clients) && !pool->paused ? usable_idle(pool) : NULL;
+	if (idle) {
+		link_pair(idle, cl);
 		return;
 	}
 	if (pool_refuse_failing(pool, cl))
@@ -288,6 +395,11 @@ void pool_request_server(struct client *cl)
 	clock_gettime(CLOCK_MONOTONIC, &cl->wait_start);
 	if (!pool->paused)
 		pool_maybe_launch(pool);
+	/* pool_size is reached and another shard has an idle server: it moves here. */
+	if (need_from_elsewhere(pool)) {
+		pool_group_rebalance(pool->proxy, pool->group);
+		pool_dispatch(pool);
+	}
 }
 
 void pool_release_server(struct client *cl)
@@ -396,7 +508,7 @@ void pool_janitor(struct proxy *p)
 		list_for_each_safe(it, tmp, &pool->idle_servers)
 		{
 			struct server *sv = list_entry(it, struct server, node);
-			int total = pool_total_servers(pool);
+			int total = group_servers(pool);
 			if (cfg->server_lifetime > 0 && now - sv->created > cfg->server_lifetime)
 				server_close(sv, "server_lifetime reached");
 			else if (cfg->server_idle_timeout > 0 && now - sv->last_used > cfg->server_idle_timeout &&
@@ -407,4 +519,68 @@ void pool_janitor(struct proxy *p)
 		}
 		pool_maybe_launch(pool);
 	}
+}
+
+bool pool_first_of_group(const struct pool *pool)
+{
+	for (int i = 0; i < pool->proxy->shard; i++)
+		if (pool->group->pools[i])
+			return false;
+	return true;
+}
+
+void pool_stats_add(struct pool_stats *d, const struct pool_stats *a)
+{
+	d->transactions += a->transactions;
+	d->queries += a->queries;
+	d->bytes_in += a->bytes_in;
+	d->bytes_out += a->bytes_out;
+	d->server_errors += a->server_errors;
+	d->xact_us += a->xact_us;
+	d->query_us += a->query_us;
+	d->wait_us_total += a->wait_us_total;
+	if (a->wait_us_max > d->wait_us_max)
+		d->wait_us_max = a->wait_us_max;
+	d->waits += a->waits;
+	d->server_connects += a->server_connects;
+	d->server_login_failures += a->server_login_failures;
+}
+
+void pool_sum_of(const struct pool *pool, struct pool_sum *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->pool = NULL;
+	uint64_t xacts = 0, queries = 0, xact_us = 0, query_us = 0;
+	int n = shard_count();
+	for (int i = 0; i < n; i++) {
+		const struct pool *o = pool->group->pools[i];
+		if (!o)
+			continue;
+		if (!s->pool)
+			s->pool = o;
+		s->n_active_cl += o->n_active_cl;
+		s->n_waiting += o->n_waiting;
+		s->n_idle_cl += o->n_idle_cl;
+		s->n_welcome += o->n_welcome;
+		s->n_active_sv += o->n_active_sv;
+		s->n_idle_sv += o->n_idle_sv;
+		s->n_login_sv += o->n_login_sv;
+		s->n_reset_sv += o->n_reset_sv;
+		pool_stats_add(&s->stats, &o->stats);
+		pool_stats_add(&s->avg, &o->avg);
+		/* average times: weighted by each shard's rate */
+		xacts += o->avg.transactions;
+		queries += o->avg.queries;
+		xact_us += o->avg.xact_us * o->avg.transactions;
+		query_us += o->avg.query_us * o->avg.queries;
+		s->paused = s->paused || o->paused;
+		if (!list_empty(&o->waiting_clients)) {
+			const struct client *w = list_entry(o->waiting_clients.next, struct client, node);
+			double waited = elapsed_since(&w->wait_start);
+			if (waited > s->oldest_wait)
+				s->oldest_wait = waited;
+		}
+	}
+	s->avg.xact_us = xacts ? xact_us / xacts : 0;
+	s->avg.query_us = queries ? query_us / queries : 0;
 }

@@ -554,6 +554,41 @@ void prep_server_forget_all(struct server *sv)
 		pstmt_unref(sv->proxy, sv->prep.stale[--sv->prep.nstale]);
 }
 
+void prep_server_move(struct server *sv, struct proxy *to)
+{
+	/* The same text and types get the same pgm_ name in every registry (but for
+	 * a 64-bit hash collision); a statement that cannot be carried over is
+	 * forgotten, and a later Parse under its name is answered by the server. */
+	size_t k = 0;
+	for (size_t i = 0; i < sv->prep.n; i++) {
+		struct pstmt *st = sv->prep.set[i].st;
+		struct pstmt *nst = pstmt_intern(to, st->body, st->body_len);
+		if (nst && strcmp(nst->name, st->name) != 0) {
+			pstmt_unref(to, nst);
+			nst = NULL;
+		}
+		pstmt_unref(sv->proxy, st);
+		if (nst) {
+			sv->prep.set[k] = sv->prep.set[i];
+			sv->prep.set[k++].st = nst;
+		}
+	}
+	sv->prep.n = k;
+	k = 0;
+	for (size_t i = 0; i < sv->prep.nstale; i++) {
+		struct pstmt *st = sv->prep.stale[i];
+		struct pstmt *nst = pstmt_intern(to, st->body, st->body_len);
+		if (nst && strcmp(nst->name, st->name) != 0) {
+			pstmt_unref(to, nst);
+			nst = NULL;
+		}
+		pstmt_unref(sv->proxy, st);
+		if (nst)
+			sv->prep.stale[k++] = nst;
+	}
+	sv->prep.nstale = k;
+}
+
 void prep_server_free(struct server *sv)
 {
 	for (size_t i = 0; i < sv->prep.n; i++)

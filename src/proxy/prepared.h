@@ -110,6 +110,9 @@ void prep_drain_synth(struct client *cl);
 bool prep_is_mapped(struct client *cl, const char *name);
 void prep_client_free(struct client *cl);
 void prep_server_free(struct server *sv);
+/* Under a world stop, before sv->proxy becomes `to`: the server's statements are
+ * re-registered in the registry of `to`. */
+void prep_server_move(struct server *sv, struct proxy *to);
 /* The server dropped every statement (server_reset_query = DISCARD ALL). */
 void prep_server_forget_all(struct server *sv);
 

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
+#include "proxy/shard.h"
 
 uint64_t now_us(void)
 {
@@ -131,7 +132,7 @@ void proxy_schedule_reap(struct proxy *p)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	(void)l;
-	client_accept(arg, fd, sa, salen);
+	shard_accept(arg, fd, sa, salen);
 }
 
 static void reenable_accept(evutil_socket_t fd, short what, void *arg)
@@ -212,23 +213,26 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	shutdown_check(p);
 	/* Requests that went idle are over: hand them to the detectors (once a second). */
 	uint64_t now = now_us();
-	if (p->prof.on && now - p->prof_idle_checked > 1000000) {
+	if (p->prof->on && now - p->prof_idle_checked > 1000000) {
 		p->prof_idle_checked = now;
+		shard_prof_lock();
 		for (struct list *it = p->all_clients.next; it != &p->all_clients; it = it->next) {
 			struct client *cl = list_entry(it, struct client, all_node);
 			if (cl->prof)
-				prof_client_idle(&p->prof, cl->prof, now);
+				prof_client_idle(p->prof, cl->prof, now);
 		}
+		shard_prof_unlock();
 	}
-	advisor_tick(p);
+	if (p->shard == 0)
+		advisor_tick(p);
 }
 
 static void prof_apply_config(struct proxy *p)
 {
-	p->prof.on = p->cfg->profile;
-	p->prof.keep_literals = p->cfg->keep_literals;
-	p->prof.detect.threshold = p->cfg->n_plus_one_threshold;
-	p->prof.idle_gap_us = (uint64_t)(p->cfg->request_idle_gap * 1e6);
+	p->prof->on = p->cfg->profile;
+	p->prof->keep_literals = p->cfg->keep_literals;
+	p->prof->detect.threshold = p->cfg->n_plus_one_threshold;
+	p->prof->idle_gap_us = (uint64_t)(p->cfg->request_idle_gap * 1e6);
 }
 
 static int load_tls(struct proxy *p, const struct config *cfg, SSL_CTX **cl, SSL_CTX **sv, char *err,
@@ -255,10 +259,11 @@ static int load_tls(struct proxy *p, const struct config *cfg, SSL_CTX **cl, SSL
 	return 0;
 }
 
-int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int argc, char **argv, char *err,
-	       size_t errlen)
+int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int shard, int argc, char **argv,
+	       char *err, size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
+	p->wake_fd = -1;
 	p->base = base;
 	p->cfg = cfg;
 	p->argc = argc;
@@ -271,17 +276,31 @@ int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int
 	list_init(&p->admin_clients);
 	list_init(&p->authq_conns);
 	p->stats_period_start = now_sec();
-	if (prof_init(&p->prof, cfg->profile, cfg->keep_literals, (size_t)cfg->max_fingerprints,
-		      (size_t)cfg->max_routes) < 0) {
-		snprintf(err, errlen, "out of memory for %d fingerprints", cfg->max_fingerprints);
+	if (shard_attach(p, shard, err, errlen) < 0)
 		return -1;
-	}
-	prof_apply_config(p);
 	p->advisor_catalog_at = json_object();
+	if (shard > 0) {
+		/* One profiler for the process: shard 0's. */
+		p->prof = shard_at(0)->prof;
+	} else {
+		p->prof = calloc(1, sizeof(*p->prof));
+		if (!p->prof || prof_init(p->prof, cfg->profile, cfg->keep_literals, (size_t)cfg->max_fingerprints,
+					  (size_t)cfg->max_routes) < 0) {
+			snprintf(err, errlen, "out of memory for %d fingerprints", cfg->max_fingerprints);
+			return -1;
+		}
+		prof_apply_config(p);
+	}
 	if (cfg->auth_file && userlist_load(&p->users, cfg->auth_file, err, errlen) < 0)
 		return -1;
 	if (load_tls(p, cfg, &p->client_tls, &p->server_tls, err, errlen) < 0)
 		return -1;
+	p->reaper = event_new(base, -1, 0, reap_cb, p);
+	p->janitor = event_new(base, -1, EV_PERSIST, janitor_cb, p);
+	struct timeval tv = {0, 200000};
+	event_add(p->janitor, &tv);
+	if (shard > 0)
+		return 0; /* shard 0 listens for all */
 
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -313,46 +332,16 @@ int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int
 		return -1;
 	}
 	evconnlistener_set_error_cb(p->listener, accept_error_cb);
-	p->reaper = event_new(base, -1, 0, reap_cb, p);
-	p->janitor = event_new(base, -1, EV_PERSIST, janitor_cb, p);
-	struct timeval tv = {0, 200000};
-	event_add(p->janitor, &tv);
-	log_info("listening on %s:%d (%s mode, pool_size %d, auth %s, client TLS %s, server TLS %s)", host,
-		 cfg->listen_port, pool_mode_name(cfg->pool_mode), cfg->pool_size, auth_type_name(cfg->auth_type),
-		 sslmode_name(cfg->client_tls_sslmode), sslmode_name(cfg->server_tls_sslmode));
+	log_info("listening on %s:%d (%s mode, pool_size %d, auth %s, client TLS %s, server TLS %s, %d worker%s)",
+		 host, cfg->listen_port, pool_mode_name(cfg->pool_mode), cfg->pool_size,
+		 auth_type_name(cfg->auth_type), sslmode_name(cfg->client_tls_sslmode),
+		 sslmode_name(cfg->server_tls_sslmode), shard_count(), shard_count() == 1 ? "" : "s");
 	return 0;
 }
 
-int proxy_reload(struct proxy *p)
+/* One shard's part of a reload: its TLS contexts, auth file and pools. */
+static void reload_shard(struct proxy *p, const struct config *nc, SSL_CTX *ctl, SSL_CTX *stl, struct userlist *ul)
 {
-	char err[512];
-	struct config *nc = calloc(1, sizeof(*nc));
-	if (!nc)
-		return -1;
-	if (config_reload(p->cfg, nc, err, sizeof(err)) < 0) {
-		log_error("reload failed, keeping the running configuration: %s", err);
-		config_free(nc);
-		free(nc);
-		return -1;
-	}
-	struct userlist ul = {0};
-	if (nc->auth_file && userlist_load(&ul, nc->auth_file, err, sizeof(err)) < 0) {
-		log_error("reload failed, keeping the running configuration: %s", err);
-		config_free(nc);
-		free(nc);
-		return -1;
-	}
-	SSL_CTX *ctl = NULL, *stl = NULL;
-	if (load_tls(p, nc, &ctl, &stl, err, sizeof(err)) < 0) {
-		log_error("reload failed, keeping the running configuration: %s", err);
-		userlist_free(&ul);
-		config_free(nc);
-		free(nc);
-		return -1;
-	}
-	if (nc->listen_port != p->cfg->listen_port ||
-	    strcmp(nc->listen_host ? nc->listen_host : "", p->cfg->listen_host ? p->cfg->listen_host : "") != 0)
-		log_warn("reload: the listen address changes only on restart");
 	/* Existing TLS sessions keep their SSL objects (which reference the old context). */
 	if (p->client_tls)
 		SSL_CTX_free(p->client_tls);
@@ -361,7 +350,7 @@ int proxy_reload(struct proxy *p)
 	p->client_tls = ctl;
 	p->server_tls = stl;
 	userlist_free(&p->users);
-	p->users = ul;
+	p->users = *ul;
 	scram_cache_clear(p); /* passwords may have changed */
 	struct list *it, *tmp;
 	list_for_each_safe(it, tmp, &p->pools)
@@ -386,22 +375,88 @@ int proxy_reload(struct proxy *p)
 			pool->cred.md5_secret = strdup(ue->secret);
 		}
 	}
-	log_set_level((enum log_level)nc->log_level);
-	config_free(p->cfg);
-	*p->cfg = *nc; /* same address: every object keeps its pointer to the config */
-	/* Profiling can be turned on and off; table sizes need a restart. */
-	prof_apply_config(p);
-	free(nc);
-	list_for_each_safe(it, tmp, &p->pools)
-	{
-		struct pool *pool = list_entry(it, struct pool, node);
-		pool_maybe_launch(pool);
-	}
-	log_info("configuration reloaded (pool_size %d)", p->cfg->pool_size);
-	return 0;
 }
 
-void proxy_begin_shutdown(struct proxy *p)
+/* SIGHUP or admin RELOAD, on any shard: everything is read and checked first, then
+ * applied to every shard while the world is stopped (the config is shared). */
+int proxy_reload(struct proxy *self)
+{
+	char err[512];
+	int n = shard_count();
+	struct config *nc = calloc(1, sizeof(*nc));
+	struct userlist *uls = calloc((size_t)n, sizeof(*uls));
+	SSL_CTX **ctls = calloc((size_t)n, sizeof(*ctls)), **stls = calloc((size_t)n, sizeof(*stls));
+	int loaded = 0, rc = -1;
+	if (!nc || !uls || !ctls || !stls) {
+		log_error("reload failed, keeping the running configuration: out of memory");
+		goto out;
+	}
+	world_stop(self);
+	if (config_reload(self->cfg, nc, err, sizeof(err)) < 0)
+		goto fail;
+	if (nc->workers != self->cfg->workers)
+		log_warn("reload: workers changes only on restart (running %d)", self->cfg->workers);
+	nc->workers = self->cfg->workers;
+	for (; loaded < n; loaded++) {
+		if (nc->auth_file && userlist_load(&uls[loaded], nc->auth_file, err, sizeof(err)) < 0)
+			goto fail;
+		if (load_tls(self, nc, &ctls[loaded], &stls[loaded], err, sizeof(err)) < 0) {
+			userlist_free(&uls[loaded]);
+			goto fail;
+		}
+	}
+	if (nc->listen_port != self->cfg->listen_port ||
+	    strcmp(nc->listen_host ? nc->listen_host : "", self->cfg->listen_host ? self->cfg->listen_host : "") != 0)
+		log_warn("reload: the listen address changes only on restart");
+	for (int i = 0; i < n; i++)
+		reload_shard(shard_at(i), nc, ctls[i], stls[i], &uls[i]);
+	log_set_level((enum log_level)nc->log_level);
+	config_free(self->cfg);
+	*self->cfg = *nc; /* same address: every object (and shard) keeps its pointer to the config */
+	free(nc);
+	nc = NULL;
+	/* Profiling can be turned on and off; table sizes need a restart. */
+	prof_apply_config(self);
+	for (int i = 0; i < n; i++)
+		shard_kick(shard_at(i)); /* launches for a raised pool_size or min_pool_size */
+	log_info("configuration reloaded (pool_size %d)", self->cfg->pool_size);
+	rc = 0;
+	goto resume;
+fail:
+	log_error("reload failed, keeping the running configuration: %s", err);
+	for (int i = 0; i < loaded; i++) {
+		userlist_free(&uls[i]);
+		if (ctls[i])
+			SSL_CTX_free(ctls[i]);
+		if (stls[i])
+			SSL_CTX_free(stls[i]);
+	}
+resume:
+	world_resume(self);
+out:
+	if (nc) {
+		config_free(nc);
+		free(nc);
+	}
+	free(uls);
+	free(ctls);
+	free(stls);
+	return rc;
+}
+
+static void begin_shutdown_shard(struct proxy *p);
+
+/* SIGTERM (or admin SHUTDOWN) on any shard: every shard drains, and each loop ends
+ * once its own transactions are over. */
+void proxy_begin_shutdown(struct proxy *self)
+{
+	world_stop(self);
+	for (int i = 0; i < shard_count(); i++)
+		begin_shutdown_shard(shard_at(i));
+	world_resume(self);
+}
+
+static void begin_shutdown_shard(struct proxy *p)
 {
 	if (p->shutting_down)
 		return;
@@ -411,8 +466,9 @@ void proxy_begin_shutdown(struct proxy *p)
 		evconnlistener_free(p->listener);
 		p->listener = NULL;
 	}
-	log_info("SIGTERM: not accepting new connections; waiting up to %gs for open transactions",
-		 p->cfg->shutdown_timeout);
+	if (p->shard == 0)
+		log_info("SIGTERM: not accepting new connections; waiting up to %gs for open transactions",
+			 p->cfg->shutdown_timeout);
 	struct list *it, *tmp;
 	list_for_each_safe(it, tmp, &p->all_clients)
 	{
@@ -453,6 +509,8 @@ void proxy_free(struct proxy *p)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);
 		list_del(&pool->node);
+		if (pool->group && pool->group->pools[p->shard] == pool)
+			__atomic_store_n(&pool->group->pools[p->shard], NULL, __ATOMIC_RELEASE);
 		free(pool->database);
 		free(pool->user);
 		free(pool->host);
@@ -480,5 +538,29 @@ void proxy_free(struct proxy *p)
 	scram_cache_clear(p);
 	advisor_shutdown(p);
 	json_decref(p->advisor_catalog_at);
-	prof_free(&p->prof);
+	if (p->shard == 0 && p->prof) {
+		prof_free(p->prof);
+		free(p->prof);
+	}
+	p->prof = NULL;
+	shard_detach(p);
+}
+
+void proxy_totals(struct proxy_totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (int i = 0; i < shard_count(); i++) {
+		const struct proxy *p = shard_at(i);
+		t->client_connections_total += p->client_connections_total;
+		t->client_login_failures += p->client_login_failures;
+		t->server_connections_total += p->server_connections_total;
+		t->cancel_requests += p->cancel_requests;
+		t->bad_packets += p->bad_packets;
+		t->plan_retries += p->plan_retries;
+		for (int k = 0; k < 8; k++)
+			t->pins_total[k] += p->pins_total[k];
+		t->n_pinned += p->n_pinned;
+		for (const struct list *it = p->login_clients.next; it != &p->login_clients; it = it->next)
+			t->n_login++;
+	}
 }

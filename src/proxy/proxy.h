@@ -31,6 +31,8 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -43,6 +45,7 @@
 #include "pg/proto.h"
 #include "pg/scram.h"
 #include "proxy/prepared.h"
+#include "proxy/shard.h"
 #include "sql/session.h"
 
 struct proxy;
@@ -123,6 +126,7 @@ struct client {
 	struct param_kv *extra;
 	const char *want[PG_TRACKED_PARAMS]; /* interned (core/intern.h); written by client_set_want() only */
 	struct timespec wait_start;
+	uint64_t wait_us;            /* now_us() when it queued (FIFO over every shard) */
 	/* transaction mode: statement names and the response queue (prepared.h) */
 	struct prep_client prep;
 	struct conn c;
@@ -144,6 +148,7 @@ struct client {
 
 	struct pg_buf stage;        /* rewritten requests gathered for one send */
 	void *authq_req;            /* pending auth_query lookup (authq.c) */
+	bool authq_remote;          /* ... on shard 0, for this client on another shard */
 	bool admin_pause_wait;      /* PAUSE not answered yet */
 	bool pending_set_failed;    /* an ErrorResponse came for it */
 	bool pending_release_failed;
@@ -171,6 +176,7 @@ struct server {
 	struct pool *pool;
 	struct client *client;
 	struct list node;
+	struct pool *give_to;              /* idle, kept for another shard's pool (pool_kick_all moves it) */
 	double last_used;
 	size_t nextra;
 	struct param_kv *extra;            /* what we SET of the untracked kind */
@@ -208,6 +214,7 @@ struct pool_stats {
 struct pool {
 	struct list node;            /* proxy->pools */
 	struct proxy *proxy;
+	struct pool_group *group;    /* the same pair on every shard (proxy/shard.h) */
 	char *database, *user;       /* as the client named them */
 	uint64_t ident_hash;         /* stats_ident_hash(database, user), for the profiler */
 	uint64_t serial;             /* unique for the life of the process (stats_ident) */
@@ -231,6 +238,9 @@ struct pool {
 	double last_login_failure;
 	struct pg_buf last_error;    /* ErrorResponse of the last failed login */
 	bool paused;                 /* admin PAUSE: no server is handed out */
+	bool rebalance_due;          /* an idle server may go to another shard (pool_kick_all) */
+	uint64_t head_wait_us;       /* wait_us of the first waiting client, 0: none (read by
+				      * other shards: atomic) */
 	struct pool_stats stats;
 	struct pool_stats avg;       /* per-second rates (times: per transaction/query) over the last period */
 	struct pool_stats prev;      /* stats at the start of the period */
@@ -242,8 +252,11 @@ struct scram_cache {
 	struct scram_secret secret;
 };
 
+struct handoff;
+
 struct proxy {
-	struct profiler prof;            /* query statistics (insight/profile.h) */
+	struct profiler *prof;           /* query statistics (insight/profile.h), shared by
+					  * every shard (owned by shard 0; shard_prof_lock) */
 	uint64_t prof_idle_checked;      /* last sweep for idle requests */
 	struct advisor *advisor;         /* EXPLAIN / catalog thread (insight/advisor.h), or NULL */
 	double advisor_last_round;
@@ -265,7 +278,6 @@ struct proxy {
 	bool paused;
 	double stats_period_start;
 	int n_clients;
-	uint64_t next_id;
 	uint64_t client_connections_total, client_login_failures, server_connections_total;
 	uint64_t cancel_requests, bad_packets;
 	uint64_t plan_retries;           /* batches replayed after a plan-changing schema change */
@@ -277,12 +289,59 @@ struct proxy {
 	char **argv;
 	int argc;
 	struct evhttp *http;
+
+	/* Shards (proxy/shard.h) */
+	int shard;                       /* index of this shard */
+	int wake_fd;                     /* eventfd: world stop, handoffs, kicks */
+	struct event *wake_ev;
+	pthread_mutex_t hq_lock;         /* the accepted sockets handed to this shard */
+	struct handoff *hq;
+	size_t hq_len, hq_cap;
+	atomic_int load;                 /* clients here and on their way here */
+	atomic_int kick;                 /* pool_kick_all() is due */
+	uint64_t parked_gen;             /* last world stop this shard parked for */
+	bool retired;                    /* loop ended (under the world lock) */
 };
 
 /* for (each pool `var` of proxy p) — usable nested with different names. */
 #define FOR_POOLS(p, var)                                                                              \
 	for (struct list *var##_it = (p)->pools.next; var##_it != &(p)->pools; var##_it = var##_it->next) \
 		for (struct pool *var = list_entry(var##_it, struct pool, node); var; var = NULL)
+
+/* for (each pool `var` of every shard), shard by shard. */
+#define FOR_ALL_POOLS(var)                                                          \
+	for (int var##_sh = 0; var##_sh < shard_count(); var##_sh++)                 \
+		FOR_POOLS(shard_at(var##_sh), var)
+
+/* One (database, user) pair summed over every shard (admin SHOW, /metrics; under
+ * a world stop when there are several shards). */
+struct pool_sum {
+	const struct pool *pool;     /* the pair's pool on the lowest shard: names, mode, size */
+	int n_active_cl, n_waiting, n_idle_cl, n_welcome;
+	int n_active_sv, n_idle_sv, n_login_sv, n_reset_sv;
+	struct pool_stats stats, avg; /* avg: rates summed; times averaged over transactions */
+	bool paused;
+	double oldest_wait;          /* seconds the longest-waiting client has waited */
+};
+/* Is this the pair's pool on the lowest shard that has one (list each pair once)? */
+bool pool_first_of_group(const struct pool *pool);
+void pool_sum_of(const struct pool *pool, struct pool_sum *s);
+/* dst += src, counter by counter (wait_us_max: the larger). */
+void pool_stats_add(struct pool_stats *dst, const struct pool_stats *src);
+/* for (each pair, once) with its sums in `sum`. */
+#define FOR_POOL_SUMS(var, sum)                                                       \
+	FOR_ALL_POOLS(var)                                                            \
+	for (struct pool_sum sum, *sum##_once = pool_first_of_group(var) ? (pool_sum_of(var, &sum), &sum) : NULL; \
+	     sum##_once; sum##_once = NULL)
+
+/* Process-wide counters summed over every shard. */
+struct proxy_totals {
+	uint64_t client_connections_total, client_login_failures, server_connections_total;
+	uint64_t cancel_requests, bad_packets, plan_retries;
+	uint64_t pins_total[8];
+	int n_pinned, n_login;
+};
+void proxy_totals(struct proxy_totals *t);
 
 double now_sec(void);
 uint64_t now_us(void);
@@ -291,7 +350,8 @@ uint64_t now_us(void);
 void proxy_random(struct proxy *p, void *out, size_t n);
 
 /* proxy.c */
-int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int argc, char **argv,
+/* Shard `shard` of the process (shard.h); shard 0 listens and owns the profiler. */
+int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int shard, int argc, char **argv,
 	       char *err, size_t errlen) __attribute__((warn_unused_result));
 void proxy_free(struct proxy *p);
 int proxy_reload(struct proxy *p);
@@ -310,6 +370,9 @@ void pool_welcome_ready(struct pool *pool);
 void pool_login_failed(struct pool *pool, const uint8_t *errmsg, size_t len);
 void pool_janitor(struct proxy *p);
 void pool_maybe_launch(struct pool *pool);
+/* Welcome, idle servers to waiting clients, launches: after a world stop moved
+ * something to this shard. */
+void pool_kick_all(struct proxy *p);
 bool pool_refuse_failing(struct pool *pool, struct client *cl);
 
 /* client.c */
@@ -341,6 +404,8 @@ bool server_needs_setup(struct server *sv, struct client *cl);
 void server_begin_setup(struct server *sv, struct client *cl, bool check);
 void server_begin_reset(struct server *sv);
 void server_process(struct server *sv);
+/* Under a world stop: an idle server goes to another shard's pool of its group. */
+int server_move_to(struct server *sv, struct pool *to);
 
 /* advice.c */
 void advisor_tick(struct proxy *p);     /* janitor: schedule advisor jobs */

@@ -20,6 +20,7 @@
 #include "core/mem.h"
 #include "pg/md5.h"
 #include "proxy/proxy.h"
+#include "proxy/shard.h"
 
 enum sv_login_step {
 	SL_CONNECTING,   /* non-blocking connect in progress */
@@ -137,15 +138,19 @@ static void login_error(struct server *sv, const char *sqlstate, const char *msg
 	server_close(sv, msg);
 }
 
+/* The caller reserved a slot in the pool group (pool_group_reserve): kept by the new
+ * server, given back on failure (by server_close once the server is on a list). */
 struct server *server_launch(struct pool *pool)
 {
 	struct proxy *p = pool->proxy;
 	struct server *sv = zalloc_lines(sizeof(*sv));
-	if (!sv)
+	if (!sv) {
+		pool_group_unreserve(pool->group);
 		return NULL;
+	}
 	sv->proxy = p;
 	sv->pool = pool;
-	sv->id = ++p->next_id;
+	sv->id = shard_next_id();
 	sv->created = sv->connect_started = now_sec();
 	sv->tx_status = 'I';
 	list_init(&sv->node);
@@ -155,6 +160,7 @@ struct server *server_launch(struct pool *pool)
 	if (pool_target_addr(pool, &ss, &sl) < 0) {
 		log_error("cannot resolve upstream host %s", pool->host);
 		free(sv);
+		pool_group_unreserve(pool->group);
 		return NULL;
 	}
 	int family = ss.ss_family;
@@ -166,6 +172,7 @@ struct server *server_launch(struct pool *pool)
 	if (fd < 0) {
 		log_error("socket(): %s", strerror(errno));
 		free(sv);
+		pool_group_unreserve(pool->group);
 		return NULL;
 	}
 	if (family != AF_UNIX) {
@@ -176,6 +183,7 @@ struct server *server_launch(struct pool *pool)
 	if (conn_init(&sv->c, p->base, fd, server_event, sv) < 0) {
 		close(fd);
 		free(sv);
+		pool_group_unreserve(pool->group);
 		return NULL;
 	}
 	sv->state = SV_LOGIN;
@@ -425,11 +433,31 @@ static void login_complete(struct server *sv)
 			intern_set(&pool->defaults[i], sv->params[i]);
 		}
 		pool->have_welcome = true;
+		pool_group_publish_welcome(pool->group, &pool->welcome, pool->defaults);
+		/* Clients on other shards may be waiting for it. */
+		if (shard_count() > 1 && pool_group_waiting_elsewhere(pool->group, pool))
+			shard_kick_group(pool->group);
 	}
 	pool_server_move(sv, SV_IDLE);
 	if (pool->n_welcome)
 		pool_welcome_ready(pool);
 	pool_server_ready(sv);
+}
+
+int server_move_to(struct server *sv, struct pool *to)
+{
+	struct pool *from = sv->pool;
+	if (sv->state != SV_IDLE || sv->client || conn_rebase(&sv->c, to->proxy->base) < 0)
+		return -1;
+	prep_server_move(sv, to->proxy);
+	sv->give_to = NULL;
+	list_del(&sv->node); /* off from's idle list; its pool_size slot stays taken */
+	from->n_idle_sv--;
+	sv->proxy = to->proxy;
+	sv->pool = to;
+	pool_server_move(sv, SV_IDLE);
+	SLOG(LOG_DEBUG, sv, "moved from worker %d to worker %d", from->proxy->shard, to->proxy->shard);
+	return 0;
 }
 
 /* Login phase: authentication exchange and the server's initial parameters. */
@@ -884,7 +912,13 @@ void server_process(struct server *sv)
 			struct client *cl = sv->client;
 			pos += total;
 			if (profiled && (type == 'C' || type == 'E' || type == 'Z' || type == 'I' || type == 's'))
-				prof_server_msg(&sv->proxy->prof, cl->prof, type, body, blen, now ? now : (now = now_us()));
+			{
+				if (!now)
+					now = now_us();
+				shard_prof_lock();
+				prof_server_msg(sv->proxy->prof, cl->prof, type, body, blen, now);
+				shard_prof_unlock();
+			}
 			if (type == 'Z') {
 				char before = sv->tx_status;
 				sv->tx_status = blen >= 1 ? (char)body[0] : 'I';

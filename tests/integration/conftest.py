@@ -46,7 +46,7 @@ SUPERUSER = "postgres"
 SCRAM_USER, SCRAM_PASSWORD = "app_scram", "scram-Secret-1"
 MD5_USER, MD5_PASSWORD = "app_md5", "md5-Secret-1"
 
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "WARNING: ThreadSanitizer")
 DEFAULT_TEST_TIMEOUT = 150.0
 
 # libpq reads these from the environment; tests must see only what they pass.
@@ -516,6 +516,10 @@ class PgMedicFactory:
         if upstream is None:
             upstream = self.pg.url()
         log_level = log_level or os.environ.get("PGMEDIC_TEST_LOG_LEVEL")
+        # PGMEDIC_TEST_WORKERS=N runs every test's pgmedic with N event loops.
+        workers = os.environ.get("PGMEDIC_TEST_WORKERS")
+        if workers and "workers" not in (settings or {}):
+            settings = dict(settings or {}, workers=workers)
         if databases is not None:
             use_config = True
         if use_config:
