@@ -73,10 +73,12 @@ demo: setup build/pgmedic
 bench: setup build/pgmedic
 	./bench/pooling.sh
 
-# The profiler's cost: pgmedic with profiling on vs off (and vs PgBouncer), -S only.
+# The profiler's cost: pgmedic with profiling on vs off (and vs PgBouncer), -S only;
+# pgmedic with two event loops unless PGMEDIC_WORKERS says otherwise (empty: its default).
 .PHONY: bench-profiling
 bench-profiling: setup build/pgmedic
 	WORKLOADS="select_simple select_extended select_tagged" DIRECT_TARGET=$${DIRECT_TARGET:-0} \
+	PGMEDIC_WORKERS=$${PGMEDIC_WORKERS-2} \
 	ROUNDS=$${ROUNDS:-12} DURATION=$${DURATION:-5} ./bench/pooling.sh
 
 # The proxies' own instructions per transaction (callgrind): stable on a busy machine.

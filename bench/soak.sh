@@ -16,7 +16,8 @@
 # Exit status: 0 if both criteria hold, 1 otherwise.
 #
 # Environment: SOAK_MINUTES (10), SOAK_BASELINE (seconds, see above), MAX_GROWTH_PCT (5),
-# CLIENTS (200), JOBS (4), POOL_SIZE (20), SCALE (10), PGMEDIC_BIN (build/pgmedic),
+# CLIENTS (200), JOBS (4), POOL_SIZE (20), SCALE (10), PGMEDIC_WORKERS (unset: pgmedic's
+# default; N: --set workers=N), PGMEDIC_BIN (build/pgmedic),
 # PGBIN (PostgreSQL 15 binaries).
 set -eu
 
@@ -34,6 +35,7 @@ CLIENTS=${CLIENTS:-200}
 JOBS=${JOBS:-4}
 POOL_SIZE=${POOL_SIZE:-20}
 SCALE=${SCALE:-10}
+PGMEDIC_WORKERS=${PGMEDIC_WORKERS:-}
 SAMPLE_EVERY=10
 DB=bench
 OUT=$ROOT/build/bench
@@ -98,7 +100,8 @@ PGMEDIC_SHA=$(sha256sum "$PGMEDIC_BIN" | cut -c1-12)
 PGMEDIC_VER="$(ver "$PGMEDIC_BIN") (binary sha256 $PGMEDIC_SHA...)"
 say "pgmedic on 127.0.0.1:$MPORT (transaction pooling, pool $POOL_SIZE, metrics on :$HPORT): $PGMEDIC_VER"
 "$PGMEDIC_BIN" --listen "127.0.0.1:$MPORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
-    --pool-mode transaction --pool-size "$POOL_SIZE" --http "127.0.0.1:$HPORT" >"$LOGDIR/pgmedic.log" 2>&1 &
+    --pool-mode transaction --pool-size "$POOL_SIZE" --http "127.0.0.1:$HPORT" \
+    ${PGMEDIC_WORKERS:+--set "workers=$PGMEDIC_WORKERS"} >"$LOGDIR/pgmedic.log" 2>&1 &
 PGMEDIC_PID=$!
 wait_listening "$MPORT" "$PGMEDIC_PID" pgmedic
 

@@ -267,6 +267,11 @@ void metrics_render(struct proxy *p, struct evbuffer *b)
 	header(b, "pgmedic_prepared_retries_total", "counter",
 	       "Prepared-statement requests sent again after \"cached plan must not change result type\".");
 	evbuffer_add_printf(b, "pgmedic_prepared_retries_total %llu\n", (unsigned long long)t.plan_retries);
+	header(b, "pgmedic_workers", "gauge", "Event loops (the workers setting).");
+	evbuffer_add_printf(b, "pgmedic_workers %d\n", shard_count());
+	header(b, "pgmedic_server_moves_total", "counter",
+	       "Idle server connections handed from one event loop to another, for a client waiting there.");
+	evbuffer_add_printf(b, "pgmedic_server_moves_total %llu\n", (unsigned long long)t.server_moves);
 	profile_metrics(p, b);
 }
 

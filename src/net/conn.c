@@ -64,6 +64,27 @@ int conn_rebase(struct conn *c, struct event_base *base)
 	return 0;
 }
 
+void conn_unbind(struct conn *c)
+{
+	if (c->ev_read)
+		event_free(c->ev_read);
+	if (c->ev_write)
+		event_free(c->ev_write);
+	c->ev_read = c->ev_write = NULL;
+	c->reading = c->writing = false;
+}
+
+int conn_bind(struct conn *c, struct event_base *base, event_callback_fn cb, void *arg)
+{
+	c->ev_read = event_new(base, c->fd, EV_READ | EV_PERSIST, cb, arg);
+	c->ev_write = event_new(base, c->fd, EV_WRITE | EV_PERSIST, cb, arg);
+	if (!c->ev_read || !c->ev_write) {
+		conn_unbind(c);
+		return -1;
+	}
+	return 0;
+}
+
 void conn_close(struct conn *c)
 {
 	if (c->ev_read) {

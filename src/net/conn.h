@@ -46,6 +46,11 @@ void conn_close(struct conn *c);
 /* Moves the connection's events to another event base (whose loop is stopped or is
  * the caller's); armed events stay armed. 0 or -1. */
 int conn_rebase(struct conn *c, struct event_base *base) __attribute__((warn_unused_result));
+/* A connection handed to another event loop: its events go (unbind, on the old
+ * loop) and are made again on the new one (bind, disarmed; 0 or -1). */
+void conn_unbind(struct conn *c);
+int conn_bind(struct conn *c, struct event_base *base, event_callback_fn cb, void *arg)
+	__attribute__((warn_unused_result));
 /* Frees this thread's cache of input buffers (an event loop's thread ends). */
 void conn_thread_exit(void);
 void conn_want_read(struct conn *c, bool on);

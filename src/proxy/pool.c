@@ -129,6 +129,11 @@ static inline void count_add(int *c, int d)
 	__atomic_store_n(c, *c + d, __ATOMIC_RELAXED);
 }
 
+void pool_count_idle(struct pool *pool, int d)
+{
+	count_add(&pool->n_idle_sv, d);
+}
+
 static int *client_counter(struct pool *pool, enum client_state st)
 {
 	switch (st) {
@@ -283,8 +288,15 @@ void pool_kick_all(struct proxy *p)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);
 		if (pool->rebalance_due) {
+			/* idle servers set aside for other shards' clients go there */
 			pool->rebalance_due = false;
-			pool_group_rebalance(p, pool->group);
+			struct list *s, *st;
+			list_for_each_safe(s, st, &pool->idle_servers)
+			{
+				struct server *sv = list_entry(s, struct server, node);
+				if (sv->give_to)
+					server_send(sv);
+			}
 		}
 		if (pool->n_welcome && !pool->have_welcome)
 			(void)pool_group_adopt_welcome(pool->group, pool);

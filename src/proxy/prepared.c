@@ -589,8 +589,93 @@ void prep_server_move(struct server *sv, struct proxy *to)
 	sv->prep.nstale = k;
 }
 
+struct prep_transit {
+	size_t n;
+	struct {
+		char name[48];
+		bool stale;
+		uint64_t last_use;
+		size_t len;
+		uint8_t *body;
+	} e[];
+};
+
+static void transit_free(struct prep_transit *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++)
+		free(t->e[i].body);
+	free(t);
+}
+
+void prep_server_detach(struct server *sv)
+{
+	size_t n = sv->prep.n + sv->prep.nstale, k = 0;
+	struct prep_transit *t = n ? malloc(sizeof(*t) + n * sizeof(t->e[0])) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		bool stale = i >= sv->prep.n;
+		struct pstmt *st = stale ? sv->prep.stale[i - sv->prep.n] : sv->prep.set[i].st;
+		uint8_t *body = t ? malloc(st->body_len) : NULL;
+		if (body) { /* else forgotten: a later Parse under its name is answered by the server */
+			memcpy(body, st->body, st->body_len);
+			memcpy(t->e[k].name, st->name, sizeof(t->e[k].name));
+			t->e[k].stale = stale;
+			t->e[k].last_use = stale ? 0 : sv->prep.set[i].last_use;
+			t->e[k].len = st->body_len;
+			t->e[k].body = body;
+			k++;
+		}
+		pstmt_unref(sv->proxy, st);
+	}
+	if (t)
+		t->n = k;
+	sv->prep.n = sv->prep.nstale = 0;
+	sv->prep.transit = t;
+}
+
+void prep_server_attach(struct server *sv, struct proxy *to)
+{
+	struct prep_transit *t = sv->prep.transit;
+	sv->prep.transit = NULL;
+	for (size_t i = 0; t && i < t->n; i++) {
+		struct pstmt *nst = pstmt_intern(to, t->e[i].body, t->e[i].len);
+		if (!nst)
+			continue;
+		if (strcmp(nst->name, t->e[i].name) != 0) { /* a 64-bit hash collision: see prep_server_move */
+			pstmt_unref(to, nst);
+			continue;
+		}
+		if (t->e[i].stale) {
+			struct pstmt **ns = realloc(sv->prep.stale, (sv->prep.nstale + 1) * sizeof(*ns));
+			if (!ns) {
+				pstmt_unref(to, nst);
+				continue;
+			}
+			sv->prep.stale = ns;
+			sv->prep.stale[sv->prep.nstale++] = nst;
+		} else {
+			if (sv->prep.n == sv->prep.cap) {
+				size_t nc = sv->prep.cap ? sv->prep.cap * 2 : 16;
+				struct sv_stmt *ns = realloc(sv->prep.set, nc * sizeof(*ns));
+				if (!ns) {
+					pstmt_unref(to, nst);
+					continue;
+				}
+				sv->prep.set = ns;
+				sv->prep.cap = nc;
+			}
+			sv->prep.set[sv->prep.n].st = nst;
+			sv->prep.set[sv->prep.n++].last_use = t->e[i].last_use;
+		}
+	}
+	transit_free(t);
+}
+
 void prep_server_free(struct server *sv)
 {
+	transit_free(sv->prep.transit);
+	sv->prep.transit = NULL;
 	for (size_t i = 0; i < sv->prep.n; i++)
 		pstmt_unref(sv->proxy, sv->prep.set[i].st);
 	free(sv->prep.set);

@@ -78,6 +78,7 @@ struct prep_server {
 	 * must not change result type"): closed before being prepared again. */
 	struct pstmt **stale;
 	size_t nstale;
+	struct prep_transit *transit; /* between prep_server_detach and _attach */
 };
 
 /* Bytes of a message needed before prep_client_message can decide (<= total). */
@@ -113,6 +114,11 @@ void prep_server_free(struct server *sv);
 /* Under a world stop, before sv->proxy becomes `to`: the server's statements are
  * re-registered in the registry of `to`. */
 void prep_server_move(struct server *sv, struct proxy *to);
+/* A server travelling to another shard by message: its statements become copies
+ * owned by the server (on the old shard), then entries of the new shard's registry
+ * (on the new shard). */
+void prep_server_detach(struct server *sv);
+void prep_server_attach(struct server *sv, struct proxy *to);
 /* The server dropped every statement (server_reset_query = DISCARD ALL). */
 void prep_server_forget_all(struct server *sv);
 

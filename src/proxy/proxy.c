@@ -83,7 +83,7 @@ static void free_client(struct client *cl)
 	free(cl);
 }
 
-static void free_server(struct server *sv)
+void proxy_free_server(struct server *sv)
 {
 	for (int i = 0; i < PG_TRACKED_PARAMS; i++)
 		intern_drop(sv->params[i]);
@@ -108,7 +108,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	while ((n = list_pop_head(&p->dead_clients)))
 		free_client(list_entry(n, struct client, node));
 	while ((n = list_pop_head(&p->dead_servers)))
-		free_server(list_entry(n, struct server, node));
+		proxy_free_server(list_entry(n, struct server, node));
 }
 
 static void scram_cache_clear(struct proxy *p)
@@ -490,6 +490,7 @@ static void begin_shutdown_shard(struct proxy *p)
 void proxy_free(struct proxy *p)
 {
 	struct list *it, *tmp;
+	shard_detach(p); /* first: what is still queued for this shard is dropped while its pools exist */
 	list_for_each_safe(it, tmp, &p->all_clients)
 		client_close(list_entry(it, struct client, all_node), "pgmedic exiting");
 	list_for_each_safe(it, tmp, &p->pools)
@@ -543,7 +544,6 @@ void proxy_free(struct proxy *p)
 		free(p->prof);
 	}
 	p->prof = NULL;
-	shard_detach(p);
 }
 
 void proxy_totals(struct proxy_totals *t)
@@ -557,6 +557,7 @@ void proxy_totals(struct proxy_totals *t)
 		t->cancel_requests += p->cancel_requests;
 		t->bad_packets += p->bad_packets;
 		t->plan_retries += p->plan_retries;
+		t->server_moves += p->server_moves;
 		for (int k = 0; k < 8; k++)
 			t->pins_total[k] += p->pins_total[k];
 		t->n_pinned += p->n_pinned;

@@ -281,6 +281,7 @@ struct proxy {
 	uint64_t client_connections_total, client_login_failures, server_connections_total;
 	uint64_t cancel_requests, bad_packets;
 	uint64_t plan_retries;           /* batches replayed after a plan-changing schema change */
+	uint64_t server_moves;           /* idle server connections moved here from another shard */
 	uint64_t pins_total[8];          /* by sql/session.h bit */
 	int n_pinned;
 	bool shutting_down;
@@ -337,7 +338,7 @@ void pool_stats_add(struct pool_stats *dst, const struct pool_stats *src);
 /* Process-wide counters summed over every shard. */
 struct proxy_totals {
 	uint64_t client_connections_total, client_login_failures, server_connections_total;
-	uint64_t cancel_requests, bad_packets, plan_retries;
+	uint64_t cancel_requests, bad_packets, plan_retries, server_moves;
 	uint64_t pins_total[8];
 	int n_pinned, n_login;
 };
@@ -354,6 +355,8 @@ void proxy_random(struct proxy *p, void *out, size_t n);
 int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int shard, int argc, char **argv,
 	       char *err, size_t errlen) __attribute__((warn_unused_result));
 void proxy_free(struct proxy *p);
+/* Frees a closed server connection's memory (the reaper, and a server lost in transit). */
+void proxy_free_server(struct server *sv);
 int proxy_reload(struct proxy *p);
 void proxy_begin_shutdown(struct proxy *p);
 void proxy_schedule_reap(struct proxy *p);
@@ -370,6 +373,7 @@ void pool_welcome_ready(struct pool *pool);
 void pool_login_failed(struct pool *pool, const uint8_t *errmsg, size_t len);
 void pool_janitor(struct proxy *p);
 void pool_maybe_launch(struct pool *pool);
+void pool_count_idle(struct pool *pool, int d); /* n_idle_sv += d (a server leaving by hand) */
 /* Welcome, idle servers to waiting clients, launches: after a world stop moved
  * something to this shard. */
 void pool_kick_all(struct proxy *p);
@@ -406,6 +410,9 @@ void server_begin_reset(struct server *sv);
 void server_process(struct server *sv);
 /* Under a world stop: an idle server goes to another shard's pool of its group. */
 int server_move_to(struct server *sv, struct pool *to);
+/* On its own shard, at the top of the loop: an idle server set aside for another
+ * shard's pool (sv->give_to) is sent there by message. */
+void server_send(struct server *sv);
 
 /* advice.c */
 void advisor_tick(struct proxy *p);     /* janitor: schedule advisor jobs */

@@ -444,6 +444,62 @@ static void login_complete(struct server *sv)
 	pool_server_ready(sv);
 }
 
+/* On the receiving shard: the server joins its pool there and serves the first
+ * waiting client, if any (from the top of the loop: nothing holds sv). */
+static void server_arrive(struct proxy *p, void *arg)
+{
+	struct server *sv = arg;
+	struct pool *from = sv->pool;
+	sv->proxy = p;
+	sv->pool = sv->give_to;
+	sv->give_to = NULL;
+	prep_server_attach(sv, p);
+	p->server_moves++;
+	if (conn_bind(&sv->c, p->base, server_event, sv) < 0) {
+		pool_server_move(sv, SV_IDLE);
+		server_close(sv, "out of memory");
+		return;
+	}
+	conn_want_read(&sv->c, true); /* as every server on a pool's list */
+	SLOG(LOG_DEBUG, sv, "moved from worker %d to worker %d", from->proxy->shard, p->shard);
+	if (p->shutting_down) {
+		pool_server_move(sv, SV_IDLE);
+		server_close(sv, "pgmedic is shutting down");
+		return;
+	}
+	pool_server_ready(sv);
+}
+
+/* The receiving shard's loop ended first. */
+static void server_lost(void *arg)
+{
+	struct server *sv = arg;
+	pool_group_unreserve(sv->give_to->group);
+	conn_close(&sv->c);
+	pgb_free(&sv->login_params);
+	proxy_free_server(sv);
+}
+
+void server_send(struct server *sv)
+{
+	struct pool *from = sv->pool, *to = sv->give_to;
+	list_del(&sv->node); /* off the idle list; its pool_size slot stays taken */
+	pool_count_idle(from, -1);
+	conn_unbind(&sv->c);
+	prep_server_detach(sv); /* sv->proxy is still this shard's */
+	if (shard_post(to->proxy, server_arrive, server_lost, sv) < 0) {
+		sv->give_to = NULL;
+		prep_server_attach(sv, sv->proxy);
+		if (conn_bind(&sv->c, sv->proxy->base, server_event, sv) < 0) {
+			pool_server_move(sv, SV_IDLE);
+			server_close(sv, "out of memory");
+			return;
+		}
+		pool_server_move(sv, SV_IDLE);
+		conn_want_read(&sv->c, true);
+	}
+}
+
 int server_move_to(struct server *sv, struct pool *to)
 {
 	struct pool *from = sv->pool;
@@ -455,6 +511,7 @@ int server_move_to(struct server *sv, struct pool *to)
 	from->n_idle_sv--;
 	sv->proxy = to->proxy;
 	sv->pool = to;
+	to->proxy->server_moves++;
 	pool_server_move(sv, SV_IDLE);
 	SLOG(LOG_DEBUG, sv, "moved from worker %d to worker %d", from->proxy->shard, to->proxy->shard);
 	return 0;

@@ -109,7 +109,7 @@ bool pool_group_idle_elsewhere(const struct pool_group *g, const struct pool *mi
 bool pool_group_waiting_elsewhere(const struct pool_group *g, const struct pool *mine);
 /* The pool of another shard whose clients need a server more than this shard's
  * (queued at mine_us, 0: none queued here): short of servers, and its first client
- * queued over a millisecond earlier.  NULL: none.  Read without locks: a hint,
+ * queued clearly earlier (shard.c: FAIRNESS_SLACK_US).  NULL: none.  Read without locks: a hint,
  * checked again under the world stop. */
 struct pool *pool_group_needier(const struct pool_group *g, const struct pool *mine, uint64_t mine_us);
 /* Stops the world and moves idle servers (and the welcome) to the shards whose

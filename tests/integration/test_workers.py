@@ -83,6 +83,10 @@ def test_pool_size_counts_every_worker_and_servers_move_between_them(pg, pgmedic
     assert got["b"] in pids
     assert got["at"] - committed < 1.0
     assert pg.server_backends(DB) <= 1
+    m = px.metrics()
+    assert m.get("pgmedic_workers") == 2
+    assert m.get("pgmedic_server_moves_total") >= 5  # b's turns came from a's loop, and back
+    assert m.get("pgmedic_server_connects_total", database=DB) == 1
 
 
 def test_cancel_reaches_a_query_on_another_worker(pg, pgmedic):
