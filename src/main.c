@@ -161,6 +161,8 @@ int main(int argc, char **argv)
 		event_base_dispatch(bases[0]);
 		status = 0;
 	} else {
+		for (int i = started; i < n; i++)
+			shard_retire(&shards[i]); /* never ran: not waited for */
 		world_stop(p);
 		shards_break_all();
 		world_resume(p);

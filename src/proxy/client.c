@@ -1526,6 +1526,10 @@ void client_process(struct client *cl)
 		bool whole_text = txmode || cl->proxy->prof->on;
 		if (type == 'Q' && avail - pos >= total) {
 			check_drop_database(cl, d + pos + 5, len - 4);
+			/* It stopped the world: another shard's admin (KILL, SHUTDOWN) may have
+			 * closed this client or taken its server meanwhile. */
+			if (cl->state == CL_DEAD || cl->server != sv)
+				return;
 			if (txmode)
 				check_session_state(cl, d + pos + 5, len - 4, true);
 		} else if ((type == 'Q' || type == 'P') && whole_text && avail - pos < total && total <= (1u << 20)) {

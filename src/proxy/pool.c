@@ -113,6 +113,11 @@ struct pool *pool_get(struct proxy *p, const char *database, const char *user, c
 	list_init(&pool->reset_servers);
 	pgb_init(&pool->welcome);
 	pool->paused = p->paused;
+	for (int i = 0; i < shard_count(); i++) { /* PAUSE db of this pair on another shard */
+		const struct pool *o = __atomic_load_n(&pool->group->pools[i], __ATOMIC_ACQUIRE);
+		if (o && __atomic_load_n(&o->paused, __ATOMIC_RELAXED))
+			pool->paused = true;
+	}
 	list_add_tail(&p->pools, &pool->node);
 	(void)pool_group_adopt_welcome(pool->group, pool);
 	__atomic_store_n(&pool->group->pools[p->shard], pool, __ATOMIC_RELEASE);
@@ -298,6 +303,11 @@ void pool_kick_all(struct proxy *p)
 					server_send(sv);
 			}
 		}
+		if (pool->steal_due) {
+			pool->steal_due = false;
+			if (need_from_elsewhere(pool))
+				pool_group_rebalance(p, pool->group);
+		}
 		if (pool->n_welcome && !pool->have_welcome)
 			(void)pool_group_adopt_welcome(pool->group, pool);
 		if (pool->n_welcome && pool->have_welcome)
@@ -308,7 +318,9 @@ void pool_kick_all(struct proxy *p)
 		/* A missed hand-over between shards is caught here, within 200 ms. */
 		if (need_from_elsewhere(pool)) {
 			pool_group_rebalance(p, pool->group);
-			pool_kick_all(p);
+			if (pool->n_welcome && pool->have_welcome)
+				pool_welcome_ready(pool);
+			pool_dispatch(pool);
 		}
 	}
 }
@@ -364,12 +376,17 @@ void pool_server_ready(struct server *sv)
 			link_pair(sv, cl);
 			return;
 		}
-	} else if (shard_count() > 1 && !p->shutting_down && !pool->paused &&
-		   pool_group_waiting_elsewhere(pool->group, pool)) {
-		give_to = pool_group_needier(pool->group, pool, 0);
 	}
 	pool_server_move(sv, SV_IDLE);
 	conn_want_read(&sv->c, true); /* notice a server that goes away while idle */
+	if (!give_to && shard_count() > 1 && !p->shutting_down && !pool->paused) {
+		/* Idle counted before waiters elsewhere are read; a client queueing on
+		 * another shard counts itself before it reads our idle count (fences on
+		 * both sides): one of the two sees the other. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (pool_group_waiting_elsewhere(pool->group, pool))
+			give_to = pool_group_needier(pool->group, pool, 0);
+	}
 	if (give_to) {
 		/* A client on another shard needs it more: set aside (at the tail, where
 		 * this shard's clients do not take it) and moved from the top of the loop,
@@ -407,10 +424,14 @@ void pool_request_server(struct client *cl)
 	clock_gettime(CLOCK_MONOTONIC, &cl->wait_start);
 	if (!pool->paused)
 		pool_maybe_launch(pool);
-	/* pool_size is reached and another shard has an idle server: it moves here. */
-	if (need_from_elsewhere(pool)) {
-		pool_group_rebalance(pool->proxy, pool->group);
-		pool_dispatch(pool);
+	/* pool_size is reached and another shard has an idle server: it moves here,
+	 * from the top of the loop (a world stop must not run under a client's call). */
+	if (shard_count() > 1) {
+		atomic_thread_fence(memory_order_seq_cst); /* see pool_server_ready */
+		if (need_from_elsewhere(pool)) {
+			pool->steal_due = true;
+			shard_kick(pool->proxy);
+		}
 	}
 }
 
@@ -431,9 +452,7 @@ void pool_welcome_ready(struct pool *pool)
 	list_for_each_safe(it, tmp, &pool->welcome_clients)
 	{
 		struct client *cl = list_entry(it, struct client, node);
-		list_del(&cl->node);
-		pool->n_welcome--;
-		cl->state = CL_LOGIN;
+		pool_client_move(cl, CL_LOGIN); /* off the list, counted out (here and in the group) */
 		client_finish_welcome(cl);
 	}
 }

@@ -167,7 +167,9 @@ static void shutdown_check(struct proxy *p)
 		if (pool->n_active_cl > 0)
 			busy = true;
 	}
-	if (!busy || now_sec() > p->shutdown_deadline) {
+	/* Shard 0 (signals, HTTP, auth_query) ends after the others. */
+	bool others = p->shard == 0 && !shards_others_retired(p);
+	if ((!busy && !others) || now_sec() > p->shutdown_deadline) {
 		if (busy)
 			log_warn("shutdown_timeout reached with transactions still open; exiting");
 		else
@@ -491,6 +493,7 @@ void proxy_free(struct proxy *p)
 {
 	struct list *it, *tmp;
 	shard_detach(p); /* first: what is still queued for this shard is dropped while its pools exist */
+	p->shutting_down = true; /* closing servers below must not launch new ones */
 	list_for_each_safe(it, tmp, &p->all_clients)
 		client_close(list_entry(it, struct client, all_node), "pgmedic exiting");
 	list_for_each_safe(it, tmp, &p->pools)

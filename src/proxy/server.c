@@ -460,10 +460,12 @@ static void server_arrive(struct proxy *p, void *arg)
 		server_close(sv, "out of memory");
 		return;
 	}
-	conn_want_read(&sv->c, true); /* as every server on a pool's list */
+	/* On the idle list first: every way out of it (closed for server_lifetime, a
+	 * lowered pool_size, shutdown) then gives its pool_size slot back. */
+	pool_server_move(sv, SV_IDLE);
+	conn_want_read(&sv->c, true);
 	SLOG(LOG_DEBUG, sv, "moved from worker %d to worker %d", from->proxy->shard, p->shard);
 	if (p->shutting_down) {
-		pool_server_move(sv, SV_IDLE);
 		server_close(sv, "pgmedic is shutting down");
 		return;
 	}

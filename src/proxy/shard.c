@@ -136,6 +136,19 @@ void world_resume(struct proxy *self)
 	pthread_mutex_unlock(&W.m);
 }
 
+bool shards_others_retired(const struct proxy *self)
+{
+	if (W.n <= 1)
+		return true;
+	pthread_mutex_lock(&W.m);
+	int n = 0;
+	for (int i = 0; i < W.n; i++)
+		if (i != self->shard && W.shards[i] && W.shards[i]->retired)
+			n++;
+	pthread_mutex_unlock(&W.m);
+	return n == W.n - 1;
+}
+
 void shard_retire(struct proxy *p)
 {
 	if (W.n <= 1)
@@ -426,11 +439,22 @@ void pool_group_forget_welcome(struct pool_group *g)
 	pthread_mutex_unlock(&g->lock);
 }
 
+/* A waiter on another shard goes first only if it queued earlier by more than
+ * FAIRNESS_SLACK_US and more than an eighth of the local first waiter's wait: strict
+ * order where waits differ clearly (a small pool), and no server crossing loops for
+ * the jitter between two long queues of a saturated pool (each move costs a world
+ * stop: measured, a 1 ms slack alone moved a server in one transaction of five with
+ * 200 clients over a pool of 20). */
+#define FAIRNESS_SLACK_US 1000
+
 bool pool_group_idle_elsewhere(const struct pool_group *g, const struct pool *mine)
 {
 	for (int i = 0; i < W.n; i++) {
 		const struct pool *o = __atomic_load_n(&g->pools[i], __ATOMIC_ACQUIRE);
-		if (o && o != mine && __atomic_load_n(&o->n_idle_sv, __ATOMIC_RELAXED) > 0)
+		if (o && o != mine && __atomic_load_n(&o->n_idle_sv, __ATOMIC_RELAXED) > 0 &&
+		    !__atomic_load_n(&o->paused, __ATOMIC_RELAXED) &&
+		    !(mine->head_wait_us && __atomic_load_n(&o->head_wait_us, __ATOMIC_RELAXED) &&
+		      __atomic_load_n(&o->head_wait_us, __ATOMIC_RELAXED) < mine->head_wait_us + FAIRNESS_SLACK_US))
 			return true;
 	}
 	return false;
@@ -449,13 +473,6 @@ static bool short_of_servers(const struct pool *pl)
 	       __atomic_load_n(&pl->n_idle_sv, __ATOMIC_RELAXED) + __atomic_load_n(&pl->n_login_sv, __ATOMIC_RELAXED);
 }
 
-/* A waiter on another shard goes first only if it queued earlier by more than
- * FAIRNESS_SLACK_US and more than an eighth of the local first waiter's wait: strict
- * order where waits differ clearly (a small pool), and no server crossing loops for
- * the jitter between two long queues of a saturated pool (each move costs a world
- * stop: measured, a 1 ms slack alone moved a server in one transaction of five with
- * 200 clients over a pool of 20). */
-#define FAIRNESS_SLACK_US 1000
 
 struct pool *pool_group_needier(const struct pool_group *g, const struct pool *mine, uint64_t mine_us)
 {
@@ -535,7 +552,7 @@ void pool_group_rebalance(struct proxy *self, struct pool_group *g)
 			break;
 		for (int i = 0; i < W.n; i++) {
 			struct pool *pl = g->pools[i];
-			if (!pl || pl == want || pl->n_idle_sv == 0 || pl->proxy->retired)
+			if (!pl || pl == want || pl->n_idle_sv == 0 || pl->proxy->retired || pl->paused)
 				continue;
 			if (pl->head_wait_us && pl->head_wait_us < want->head_wait_us + FAIRNESS_SLACK_US)
 				continue; /* its own waiters came first */

@@ -42,6 +42,9 @@ struct proxy *shard_at(int i);
 /* proxy_init/proxy_free of shard `idx`: its wake-up eventfd and event. */
 int shard_attach(struct proxy *p, int idx, char *err, size_t errlen);
 void shard_detach(struct proxy *p);
+/* Have all other shards' loops ended (a drain: shard 0, which serves signals and
+ * HTTP, ends last)? */
+bool shards_others_retired(const struct proxy *self);
 /* The shard's loop has ended: world stops no longer wait for it. */
 void shard_retire(struct proxy *p);
 

@@ -91,9 +91,15 @@ def test_pool_size_counts_every_worker_and_servers_move_between_them(pg, pgmedic
 
 def test_cancel_reaches_a_query_on_another_worker(pg, pgmedic):
     px = pgmedic(settings={"workers": 2}, pool_size=4)
-    c0, c1, victim = spread(px, 3)
-    assert shard_of(victim) == 0 and shard_of(c1) == 1
-    # Loads are now 2 (loop 0) and 1 (loop 1): the cancel's connection goes to loop 1.
+    conns = spread(px, 3)
+    by_shard = {0: [], 1: []}
+    for c in conns:
+        by_shard[shard_of(c)].append(c)
+    # Three clients over two loops: one loop has two.  The victim is on that one; the
+    # cancel's own connection goes to the loop with fewer clients, the other one.
+    busy = 0 if len(by_shard[0]) > len(by_shard[1]) else 1
+    assert len(by_shard[busy]) == 2 and len(by_shard[1 - busy]) == 1, by_shard
+    victim, c0 = by_shard[busy][0], by_shard[1 - busy][0]
     res = {}
 
     def run():
