@@ -292,9 +292,9 @@ void pool_kick_all(struct proxy *p)
 	list_for_each_safe(it, tmp, &p->pools)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);
-		if (pool->rebalance_due) {
+		if (pool->send_due) {
 			/* idle servers set aside for other shards' clients go there */
-			pool->rebalance_due = false;
+			pool->send_due = false;
 			struct list *s, *st;
 			list_for_each_safe(s, st, &pool->idle_servers)
 			{
@@ -315,13 +315,6 @@ void pool_kick_all(struct proxy *p)
 		pool_dispatch(pool);
 		if (!pool->paused)
 			pool_maybe_launch(pool);
-		/* A missed hand-over between shards is caught here, within 200 ms. */
-		if (need_from_elsewhere(pool)) {
-			pool_group_rebalance(p, pool->group);
-			if (pool->n_welcome && pool->have_welcome)
-				pool_welcome_ready(pool);
-			pool_dispatch(pool);
-		}
 	}
 }
 
@@ -394,7 +387,7 @@ void pool_server_ready(struct server *sv)
 		sv->give_to = give_to;
 		list_del(&sv->node);
 		list_add_tail(&pool->idle_servers, &sv->node);
-		pool->rebalance_due = true;
+		pool->send_due = true;
 		shard_kick(p);
 	}
 }
@@ -549,6 +542,11 @@ void pool_janitor(struct proxy *p)
 				server_close(sv, "pool_size lowered");
 		}
 		pool_maybe_launch(pool);
+		/* A missed hand-over between shards is caught here, within 200 ms. */
+		if (need_from_elsewhere(pool)) {
+			pool->steal_due = true;
+			shard_kick(p);
+		}
 	}
 }
 
@@ -580,7 +578,6 @@ void pool_stats_add(struct pool_stats *d, const struct pool_stats *a)
 void pool_sum_of(const struct pool *pool, struct pool_sum *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->pool = NULL;
 	uint64_t xacts = 0, queries = 0, xact_us = 0, query_us = 0;
 	int n = shard_count();
 	for (int i = 0; i < n; i++) {

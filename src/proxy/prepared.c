@@ -554,41 +554,6 @@ void prep_server_forget_all(struct server *sv)
 		pstmt_unref(sv->proxy, sv->prep.stale[--sv->prep.nstale]);
 }
 
-void prep_server_move(struct server *sv, struct proxy *to)
-{
-	/* The same text and types get the same pgm_ name in every registry (but for
-	 * a 64-bit hash collision); a statement that cannot be carried over is
-	 * forgotten, and a later Parse under its name is answered by the server. */
-	size_t k = 0;
-	for (size_t i = 0; i < sv->prep.n; i++) {
-		struct pstmt *st = sv->prep.set[i].st;
-		struct pstmt *nst = pstmt_intern(to, st->body, st->body_len);
-		if (nst && strcmp(nst->name, st->name) != 0) {
-			pstmt_unref(to, nst);
-			nst = NULL;
-		}
-		pstmt_unref(sv->proxy, st);
-		if (nst) {
-			sv->prep.set[k] = sv->prep.set[i];
-			sv->prep.set[k++].st = nst;
-		}
-	}
-	sv->prep.n = k;
-	k = 0;
-	for (size_t i = 0; i < sv->prep.nstale; i++) {
-		struct pstmt *st = sv->prep.stale[i];
-		struct pstmt *nst = pstmt_intern(to, st->body, st->body_len);
-		if (nst && strcmp(nst->name, st->name) != 0) {
-			pstmt_unref(to, nst);
-			nst = NULL;
-		}
-		pstmt_unref(sv->proxy, st);
-		if (nst)
-			sv->prep.stale[k++] = nst;
-	}
-	sv->prep.nstale = k;
-}
-
 struct prep_transit {
 	size_t n;
 	struct {
@@ -642,7 +607,9 @@ void prep_server_attach(struct server *sv, struct proxy *to)
 		struct pstmt *nst = pstmt_intern(to, t->e[i].body, t->e[i].len);
 		if (!nst)
 			continue;
-		if (strcmp(nst->name, t->e[i].name) != 0) { /* a 64-bit hash collision: see prep_server_move */
+		/* A 64-bit hash collision: the server has it under another name.  Forgotten;
+		 * a later Parse of it is answered by the server. */
+		if (strcmp(nst->name, t->e[i].name) != 0) {
 			pstmt_unref(to, nst);
 			continue;
 		}
@@ -670,6 +637,13 @@ void prep_server_attach(struct server *sv, struct proxy *to)
 		}
 	}
 	transit_free(t);
+}
+
+void prep_server_move(struct server *sv, struct proxy *to)
+{
+	/* Under a world stop both registries are this thread's to use. */
+	prep_server_detach(sv);
+	prep_server_attach(sv, to);
 }
 
 void prep_server_free(struct server *sv)

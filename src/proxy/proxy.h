@@ -238,7 +238,7 @@ struct pool {
 	double last_login_failure;
 	struct pg_buf last_error;    /* ErrorResponse of the last failed login */
 	bool paused;                 /* admin PAUSE: no server is handed out */
-	bool rebalance_due;          /* set-aside idle servers to send to other shards (pool_kick_all) */
+	bool send_due;               /* set-aside idle servers to send to other shards (pool_kick_all) */
 	bool steal_due;              /* a waiting client here, an idle server on another shard */
 	uint64_t head_wait_us;       /* wait_us of the first waiting client, 0: none (read by
 				      * other shards: atomic) */
