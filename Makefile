@@ -56,7 +56,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/test_%.c=build/asan/test_%)
 unit: setup $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $$t; done
 
-# The suite runs twice: with one event loop (the default) and with `workers = 2`.
+# The suite runs twice: with one event loop and with `workers = 2` (conftest.py sets
+# workers explicitly: the default, auto, depends on the machine).
 integration: setup build/asan/pgmedic build/pgmedic
 	PGMEDIC_BIN=$(CURDIR)/build/asan/pgmedic /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
 	PGMEDIC_TEST_WORKERS=2 PGMEDIC_BIN=$(CURDIR)/build/asan/pgmedic /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
@@ -74,12 +75,11 @@ bench: setup build/pgmedic
 	./bench/pooling.sh
 
 # The profiler's cost: pgmedic with profiling on vs off (and vs PgBouncer), -S only;
-# pgmedic with two event loops unless PGMEDIC_WORKERS says otherwise (empty: its default).
+# pgmedic with its default workers (auto) unless PGMEDIC_WORKERS says otherwise.
 .PHONY: bench-profiling
 bench-profiling: setup build/pgmedic
 	WORKLOADS="select_simple select_extended select_tagged" DIRECT_TARGET=$${DIRECT_TARGET:-0} \
-	PGMEDIC_WORKERS=$${PGMEDIC_WORKERS-2} \
-	ROUNDS=$${ROUNDS:-12} DURATION=$${DURATION:-5} ./bench/pooling.sh
+		ROUNDS=$${ROUNDS:-12} DURATION=$${DURATION:-5} ./bench/pooling.sh
 
 # The proxies' own instructions per transaction (callgrind): stable on a busy machine.
 .PHONY: bench-instructions

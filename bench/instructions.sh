@@ -18,6 +18,8 @@
 # Workloads: select_simple (-S -M simple), select_extended (-S -M extended), rows_simple
 # (a SELECT of 100 rows per transaction: the per-row cost), tagged_simple (the -S query
 # with the tag comment pgmedic_django adds, a new request_id each time).
+# pgmedic runs one event loop (`--workers 1`), as PgBouncer does: the count is per
+# transaction, and a second loop would only add the loops' hand-offs to it.
 # Environment: XACTS (2000 per client), CLIENTS (4), POOL_SIZE (4), WORKLOADS,
 # PGMEDIC_BIN (build/pgmedic), PGBOUNCER_BIN (/usr/sbin/pgbouncer), PGBIN.
 # Output: a table on stdout and build/bench-instructions/instructions.md; the callgrind
@@ -113,7 +115,7 @@ measure() {
             local extra=()
             [ "$t" = pgmedic ] || extra=(--set profile=off)
             "${cg[@]}" "$PGMEDIC_BIN" --listen "127.0.0.1:$PORT" --upstream "postgresql://postgres@127.0.0.1:$PGPORT/$DB" \
-                --pool-mode transaction --pool-size "$POOL_SIZE" --set advisor=off "${extra[@]}" >"$OUT/$t.log" 2>&1 & ;;
+                --pool-mode transaction --pool-size "$POOL_SIZE" --workers 1 --set advisor=off "${extra[@]}" >"$OUT/$t.log" 2>&1 & ;;
     esac
     VG_PID=$! VG_NAME=$t
     wait_listening "$PORT" "$VG_PID" "$t"

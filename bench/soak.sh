@@ -165,11 +165,11 @@ rc=0
 PYTHONIOENCODING=utf-8 "$PY" - "$LOGDIR/pgbench.log" "$RSS_TSV" "$REPORT" "$SOAK_BASELINE" "$MAX_GROWTH_PCT" \
     "$PGBENCH_ST" "$PGMEDIC_EXIT" "$LOG_WARNINGS" "$LOG_WARN_SAMPLE" "$PGMEDIC_VER" "$(ver "$PGBIN/postgres")" \
     "$(nproc) CPU(s), ${cpu_model:-$(uname -m)}" "$START_DATE" "$SOAK_MINUTES" "$CLIENTS" "$JOBS" "$POOL_SIZE" \
-    "$SCALE" "$PG_MAX_CONN" "${PGBENCH_ARGS[*]}" "$LAST" <<'EOF' || rc=$?
+    "$SCALE" "$PG_MAX_CONN" "${PGBENCH_ARGS[*]}" "$LAST" "$LOGDIR/pgmedic-metrics.txt" <<'EOF' || rc=$?
 import re, sys
 
 (log, tsv, report, baseline, max_growth, pgbench_st, pgmedic_exit, warnings, warn_sample, ver, pgver,
- machine, date, minutes, clients, jobs, pool, scale, pgmax, pgbench_args, last) = sys.argv[1:]
+ machine, date, minutes, clients, jobs, pool, scale, pgmax, pgbench_args, last, metrics_file) = sys.argv[1:]
 baseline, max_growth, last = int(baseline), float(max_growth), int(last)
 text = open(log, errors="replace").read()
 
@@ -241,6 +241,16 @@ if progress:
         low[1], low[0], max(p[1] for p in progress)))
 if servers:
     md.append("- pgmedic server connections (its /metrics): at most %d (pool %s)." % (max(servers), pool))
+try:
+    metrics = dict(re.findall(r"^(pgmedic_workers|pgmedic_server_moves_total) (\d+)$",
+                              open(metrics_file).read(), re.M))
+except OSError:
+    metrics = {}
+if "pgmedic_workers" in metrics:
+    moves = int(metrics.get("pgmedic_server_moves_total", 0))
+    md.append("- Event loops (workers): %s; server connections moved between them: %s%s." % (
+        metrics["pgmedic_workers"], num(moves),
+        " (one per %.1f transactions)" % (processed / moves) if moves and processed else ""))
 md.append("- Warning/error lines in pgmedic's log: %s%s." % (warnings, " (%s)" % warn_sample if warn_sample else ""))
 md.append("")
 md.append("Result: **%s**" % ("PASS" if ok_errors and ok_growth else "FAIL"))

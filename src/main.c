@@ -101,7 +101,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit(&cfg);
 
-	int n = cfg.workers;
+	int n = config_workers(&cfg);
 	if (shards_init(n) < 0) {
 		fprintf(stderr, "pgmedic: workers must be between 1 and 64\n");
 		config_free(&cfg);

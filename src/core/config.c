@@ -12,11 +12,13 @@
 #include <ini.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define DEFAULT_LISTEN_HOST "127.0.0.1"
 #define DEFAULT_HTTP_HOST "127.0.0.1"
@@ -1033,8 +1035,18 @@ static int set_key(struct config *c, const char *key, const char *value, const c
 		return int_value(label, value, 0, 100000, &c->max_prepared_statements, err, errlen);
 	if (strcasecmp(key, "max_client_conn") == 0)
 		return int_value(label, value, 1, INT_MAX, &c->max_client_conn, err, errlen);
-	if (strcasecmp(key, "workers") == 0)
-		return int_value(label, value, 1, 64, &c->workers, err, errlen);
+	if (strcasecmp(key, "workers") == 0) {
+		if (strcasecmp(value, "auto") == 0) {
+			c->workers = 0;
+			return SET_OK;
+		}
+		long v;
+		if (parse_long(value, &v) < 0 || v < 1 || v > 64)
+			return fail(err, errlen, "%s: expected auto or a number of event loops from 1 to 64, got '%s'",
+				    label, value);
+		c->workers = (int)v;
+		return SET_OK;
+	}
 	if (strcasecmp(key, "profile") == 0)
 		return bool_value(label, value, &c->profile, err, errlen);
 	if (strcasecmp(key, "keep_literals") == 0)
@@ -1140,7 +1152,7 @@ void config_init(struct config *c)
 	c->max_prepared_statements = 200;
 	c->auth_query = strdup("SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
 	c->max_client_conn = 10000;
-	c->workers = 1;
+	c->workers = 0; /* auto */
 	c->profile = true;
 	c->keep_literals = false;
 	c->max_fingerprints = 5000;
@@ -1360,7 +1372,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 enum {
 	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_POOL_MODE, OPT_POOL_SIZE, OPT_MIN_POOL_SIZE,
 	OPT_MAX_CLIENT_CONN, OPT_HTTP, OPT_AUTH_TYPE, OPT_AUTH_FILE, OPT_CONFIG, OPT_LOG_LEVEL,
-	OPT_SET, OPT_KEEP_LITERALS,
+	OPT_SET, OPT_KEEP_LITERALS, OPT_WORKERS,
 };
 
 static const struct option long_options[] = {
@@ -1370,6 +1382,7 @@ static const struct option long_options[] = {
 	{"pool-size", required_argument, NULL, OPT_POOL_SIZE},
 	{"min-pool-size", required_argument, NULL, OPT_MIN_POOL_SIZE},
 	{"max-client-conn", required_argument, NULL, OPT_MAX_CLIENT_CONN},
+	{"workers", required_argument, NULL, OPT_WORKERS},
 	{"http", required_argument, NULL, OPT_HTTP},
 	{"auth-type", required_argument, NULL, OPT_AUTH_TYPE},
 	{"auth-file", required_argument, NULL, OPT_AUTH_FILE},
@@ -1391,6 +1404,7 @@ static const struct { int opt; const char *flag, *key; } flag_keys[] = {
 	{OPT_POOL_SIZE, "--pool-size", "pool_size"},
 	{OPT_MIN_POOL_SIZE, "--min-pool-size", "min_pool_size"},
 	{OPT_MAX_CLIENT_CONN, "--max-client-conn", "max_client_conn"},
+	{OPT_WORKERS, "--workers", "workers"},
 	{OPT_HTTP, "--http", "http"},
 	{OPT_AUTH_TYPE, "--auth-type", "auth_type"},
 	{OPT_AUTH_FILE, "--auth-file", "auth_file"},
@@ -1687,6 +1701,23 @@ int config_reload(const struct config *old, struct config *fresh, char *err, siz
 
 /* ---------------------------------------------------------------- help */
 
+int config_workers(const struct config *c)
+{
+	if (c->workers > 0)
+		return c->workers;
+	/* auto: one loop per CPU we may run on (taskset, cgroup cpusets), capped where
+	 * the profiler's single lock would start to show (docs/ARCHITECTURE.md). */
+	int n = 0;
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n <= 0) {
+		long online = sysconf(_SC_NPROCESSORS_ONLN);
+		n = online > 0 ? (int)online : 1;
+	}
+	return n < CONFIG_AUTO_WORKERS_MAX ? n : CONFIG_AUTO_WORKERS_MAX;
+}
+
 void config_print_help(const char *argv0)
 {
 	const char *prog = argv0 && *argv0 ? argv0 : "pgmedic";
@@ -1712,6 +1743,8 @@ void config_print_help(const char *argv0)
 "  --pool-size N           server connections per database/user pair (default 20)\n"
 "  --min-pool-size N       server connections kept open even when idle (default 0)\n"
 "  --max-client-conn N     client connections accepted (default 10000)\n"
+"  --workers N|auto        event loops, one thread each (default auto: one per CPU,\n"
+"                          at most 4)\n"
 "  --http HOST:PORT        serve /metrics, /health and the JSON API (/api/queries,\n"
 "                          /api/routes, /api/models) over HTTP (default off)\n"
 "  --keep-literals         keep literal values in query examples (default: replaced\n"

@@ -68,7 +68,7 @@ struct config {
 	int min_pool_size;         /* default 0 */
 	int max_prepared_statements; /* per server connection, transaction mode; default 200; 0 = no mapping */
 	int max_client_conn;       /* default 10000 */
-	int workers;               /* event loops (threads); default 1, restart to change */
+	int workers;               /* event loops (threads); 0 = auto (the default), restart to change */
 
 	/* profiling (src/insight/) */
 	bool profile;              /* default on */
@@ -165,6 +165,11 @@ const struct db_entry *config_find_db(const struct config *c, const char *name);
 bool db_password_for(const struct db_entry *db, const char *user);
 
 void config_print_help(const char *argv0);
+
+/* The event loops to run: `workers`, or for auto the CPUs this process may run on,
+ * at most CONFIG_AUTO_WORKERS_MAX. */
+#define CONFIG_AUTO_WORKERS_MAX 4
+int config_workers(const struct config *c);
 bool host_is_loopback(const char *host);
 
 #endif

@@ -396,8 +396,8 @@ int proxy_reload(struct proxy *self)
 	world_stop(self);
 	if (config_reload(self->cfg, nc, err, sizeof(err)) < 0)
 		goto fail;
-	if (nc->workers != self->cfg->workers)
-		log_warn("reload: workers changes only on restart (running %d)", self->cfg->workers);
+	if (config_workers(nc) != shard_count())
+		log_warn("reload: workers changes only on restart (running %d)", shard_count());
 	nc->workers = self->cfg->workers;
 	for (; loaded < n; loaded++) {
 		if (nc->auth_file && userlist_load(&uls[loaded], nc->auth_file, err, sizeof(err)) < 0)

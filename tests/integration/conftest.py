@@ -516,9 +516,10 @@ class PgMedicFactory:
         if upstream is None:
             upstream = self.pg.url()
         log_level = log_level or os.environ.get("PGMEDIC_TEST_LOG_LEVEL")
-        # PGMEDIC_TEST_WORKERS=N runs every test's pgmedic with N event loops.
-        workers = os.environ.get("PGMEDIC_TEST_WORKERS")
-        if workers and "workers" not in (settings or {}):
+        # Every test's pgmedic runs with PGMEDIC_TEST_WORKERS event loops (1 when
+        # unset), not with the default `auto`, which depends on the machine's CPUs.
+        workers = os.environ.get("PGMEDIC_TEST_WORKERS") or "1"
+        if "workers" not in (settings or {}):
             settings = dict(settings or {}, workers=workers)
         if databases is not None:
             use_config = True

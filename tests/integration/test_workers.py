@@ -10,6 +10,7 @@ is how these tests see where a client landed.  What must not change with N:
 - the admin console and /metrics count every loop;
 - reload and SIGTERM act on every loop; nothing is lost on the way out.
 """
+import os
 import signal
 import threading
 import time
@@ -209,4 +210,25 @@ def test_reload_and_sigterm_reach_every_worker(pg, pgmedic):
 def test_workers_out_of_range_is_refused(pgmedic, pg, value):
     rc, err = pgmedic.run_expect_exit(["--upstream", pg.url(), "--set", f"workers={value}"])
     assert rc == 2
-    assert "workers" in err
+    assert f"workers: expected auto or a number of event loops from 1 to 64, got '{value}'" in err
+
+
+def test_workers_auto_is_one_loop_per_cpu_at_most_four(pgmedic):
+    """The default, `auto`: as many loops as CPUs pgmedic may run on, capped at 4; a
+    reload that asks for another number is told it takes a restart."""
+    want = min(len(os.sched_getaffinity(0)), 4)
+    px = pgmedic(settings={"workers": "auto"}, use_config=True)
+    assert px.metrics().get("pgmedic_workers") == want
+    assert f"{want} worker" in px.stderr_text()
+    conns = spread(px, 2 * want)
+    assert sorted({shard_of(c) for c in conns}) == list(range(want))
+    for c in conns:
+        assert fetch1(c, "SELECT 1") == (1,)
+    px.write_config(workers=want + 1)
+    px.signal(signal.SIGHUP)
+    wait_until(lambda: f"workers changes only on restart (running {want})" in px.stderr_text(), timeout=5,
+               message="the reload's warning")
+    assert px.metrics().get("pgmedic_workers") == want
+    assert fetch1(conns[0], "SELECT 2") == (2,)
+    for c in conns:
+        c.close()

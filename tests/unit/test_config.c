@@ -1,5 +1,6 @@
 /* test_config.c - config: upstream URLs, [databases] lines, ini files (pgmedic
  * and PgBouncer style), flags and their precedence, validation rules. */
+#include <sched.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -929,6 +930,39 @@ static void test_names(void **state)
 	assert_string_equal(sslmode_name((enum sslmode)42), "unknown");
 }
 
+/* workers: auto (the default) is one loop per usable CPU, at most 4; a number is
+ * taken as is; anything else is refused with what was expected. */
+static void test_workers(void **state)
+{
+	(void)state;
+	cpu_set_t set;
+	assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
+	int cpus = CPU_COUNT(&set);
+	int want = cpus < CONFIG_AUTO_WORKERS_MAX ? cpus : CONFIG_AUTO_WORKERS_MAX;
+	struct config c;
+	config_init(&c);
+	assert_int_equal(config_workers(&c), want);
+	config_free(&c);
+
+	assert_int_equal(load_args(&c, (char *[]){"pgmedic", "--upstream", "postgresql://h/db", "--workers", "3", NULL}), 0);
+	assert_int_equal(config_workers(&c), 3);
+	config_free(&c);
+
+	assert_int_equal(load_args(&c, (char *[]){"pgmedic", "--upstream", "postgresql://h/db", "--set", "workers=AUTO", NULL}), 0);
+	assert_int_equal(c.workers, 0);
+	assert_int_equal(config_workers(&c), want);
+	config_free(&c);
+
+	const char *bad[] = {"0", "65", "two", "-1", "", NULL};
+	for (int i = 0; bad[i]; i++) {
+		char arg[64];
+		snprintf(arg, sizeof(arg), "workers=%s", bad[i]);
+		assert_int_equal(load_args(&c, (char *[]){"pgmedic", "--set", arg, NULL}), -1);
+		assert_err_contains("expected auto or a number of event loops from 1 to 64");
+		config_free(&c);
+	}
+}
+
 static void test_defaults_and_help(void **state)
 {
 	(void)state;
@@ -947,6 +981,7 @@ static void test_defaults_and_help(void **state)
 	assert_int_equal(c.auth_type, AUTH_SCRAM);
 	assert_int_equal(c.server_tls_sslmode, SSLMODE_PREFER);
 	assert_int_equal(c.log_level, LOG_INFO);
+	assert_int_equal(c.workers, 0); /* auto */
 	config_free(&c);
 	config_free(&c); /* zeroed after the first: safe */
 
@@ -984,6 +1019,7 @@ int main(void)
 		cmocka_unit_test(test_loopback),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_defaults_and_help),
+		cmocka_unit_test(test_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
