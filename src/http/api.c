@@ -1,7 +1,9 @@
 /* api.c - the JSON API over the statistics store: /api/queries, /api/routes and
  * /api/models (the ORM map pgmedic_django sends).  Field names are a contract
  * (README "JSON API").  Rendering reads the store on the event loop: O(entries),
- * a few milliseconds at the 5,000-entry default. */
+ * a few milliseconds at the 5,000-entry default.  The profiler's lock (shared by
+ * every event loop) is held only while the store is read into a JSON tree; the
+ * request is parsed before, the tree serialized and sent after. */
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -16,6 +18,7 @@
 #include "insight/findings.h"
 #include "insight/stats.h"
 #include "proxy/proxy.h"
+#include "proxy/shard.h"
 
 #define API_MAX_BODY (16u << 20)
 
@@ -354,9 +357,11 @@ static void models_post(struct proxy *p, struct evhttp_request *req)
 		send_error_json(req, 400, "Bad Request", "expected an object with a \"models\" array");
 		return;
 	}
-	if (p->prof->models)
-		json_decref(p->prof->models);
+	shard_prof_lock();
+	json_t *old = p->prof->models;
 	p->prof->models = j;
+	shard_prof_unlock();
+	json_decref(old);
 	log_info("received the ORM model map: %zu models", json_array_size(models));
 	json_t *r = json_pack("{s:b,s:I}", "ok", 1, "models", (json_int_t)json_array_size(models));
 	send_json(req, 200, "OK", r);
@@ -370,17 +375,25 @@ bool api_handle(struct proxy *p, struct evhttp_request *req, const char *path)
 	int sort;
 	long limit;
 	if (strcmp(path, "/api/models") == 0) {
-		if (cmd == EVHTTP_REQ_POST)
+		if (cmd == EVHTTP_REQ_POST) {
 			models_post(p, req);
-		else if (p->prof->models)
-			send_json(req, 200, "OK", p->prof->models);
+			return true;
+		}
+		/* Only this loop (shard 0, which serves HTTP) replaces the map: a reference
+		 * keeps it while it is sent. */
+		json_t *m = json_incref(p->prof->models);
+		if (m)
+			send_json(req, 200, "OK", m);
 		else
 			send_error_json(req, 404, "Not Found", "no model map yet: run manage.py pgmedic_models");
+		json_decref(m);
 		return true;
 	}
 	if (strcmp(path, "/api/findings") == 0) {
 		struct findings_opts fo = {p->cfg->slow_query_ms, p->prof->keep_literals, p->cfg->advisor};
+		shard_prof_lock();
 		json_t *j = findings_json(p->prof, &fo);
+		shard_prof_unlock();
 		send_json(req, 200, "OK", j);
 		json_decref(j);
 		return true;
@@ -395,7 +408,9 @@ bool api_handle(struct proxy *p, struct evhttp_request *req, const char *path)
 			send_error_json(req, 400, "Bad Request", err);
 			return true;
 		}
+		shard_prof_lock();
 		json_t *j = q ? queries_json(p, sort, limit) : routes_json(p, sort, limit);
+		shard_prof_unlock();
 		send_json(req, 200, "OK", j);
 		json_decref(j);
 		return true;

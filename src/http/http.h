@@ -14,7 +14,8 @@ int http_start(struct proxy *p, const char *host, int port, char *err, size_t er
 void http_stop(struct proxy *p);
 /* Renders every metric into buf (pure: reads proxy state only). */
 void metrics_render(struct proxy *p, struct evbuffer *buf);
-/* /api/...: answers req and returns true when path is an API path (api.c). */
+/* /api/...: answers req and returns true when path is an API path (api.c).  Takes
+ * the profiler's lock (shard_prof_lock) itself, only while it reads the store. */
 struct evhttp_request;
 #include <stdbool.h>
 bool api_handle(struct proxy *p, struct evhttp_request *req, const char *path);

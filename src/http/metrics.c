@@ -289,9 +289,7 @@ static void http_cb(struct evhttp_request *req, void *arg)
 	size_t pl = strcspn(uri, "?");
 	snprintf(path, sizeof(path), "%.*s", (int)(pl < sizeof(path) ? pl : sizeof(path) - 1), uri);
 	if (strncmp(path, "/api/", 5) == 0) {
-		shard_prof_lock(); /* the profiler is shared by every shard */
-		bool found = api_handle(p, req, path);
-		shard_prof_unlock();
+		bool found = api_handle(p, req, path); /* takes the profiler's lock itself */
 		if (!found) {
 			evbuffer_add_printf(b, "not found\n");
 			evhttp_send_reply(req, 404, "Not Found", b);

@@ -141,6 +141,8 @@ class Bookstore:
                 "--http", f"127.0.0.1:{self.http_port}"]
         for k, v in PGMEDIC_SETTINGS.items():
             argv += ["--set", f"{k}={v}"]
+        # As conftest's factory: PGMEDIC_TEST_WORKERS event loops, 1 when unset.
+        argv += ["--workers", os.environ.get("PGMEDIC_TEST_WORKERS") or "1"]
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
