@@ -103,7 +103,7 @@ int main(int argc, char **argv)
 
 	int n = config_workers(&cfg);
 	if (shards_init(n) < 0) {
-		fprintf(stderr, "pgmedic: workers must be between 1 and 64\n");
+		fprintf(stderr, "pgmedic: workers must be between 1 and 64 (got %d)\n", n); /* config refuses it first */
 		config_free(&cfg);
 		return 2;
 	}

@@ -1701,12 +1701,37 @@ int config_reload(const struct config *old, struct config *fresh, char *err, siz
 
 /* ---------------------------------------------------------------- help */
 
-int config_workers(const struct config *c)
+int config_auto_workers(int cpus)
 {
-	if (c->workers > 0)
-		return c->workers;
-	/* auto: one loop per CPU we may run on (taskset, cgroup cpusets), capped where
-	 * the profiler's single lock would start to show (docs/ARCHITECTURE.md). */
+	if (cpus < 1)
+		return 1;
+	return cpus < CONFIG_AUTO_WORKERS_MAX ? cpus : CONFIG_AUTO_WORKERS_MAX;
+}
+
+/* The CPU quota of a cgroup v2 directory (cpu.max "QUOTA PERIOD", rounded up), or 0
+ * for none ("max") or unreadable. */
+int config_cgroup_quota_cpus(const char *dir)
+{
+	char path[4200], line[128];
+	snprintf(path, sizeof(path), "%s/cpu.max", dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	long long quota = 0, period = 0;
+	char q[32];
+	int ok = fgets(line, sizeof(line), f) && sscanf(line, "%31s %lld", q, &period) == 2;
+	fclose(f);
+	if (!ok || strcmp(q, "max") == 0 || period <= 0)
+		return 0;
+	quota = strtoll(q, NULL, 10);
+	if (quota <= 0)
+		return 0;
+	long long n = (quota + period - 1) / period;
+	return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+int config_usable_cpus(void)
+{
 	int n = 0;
 	cpu_set_t set;
 	if (sched_getaffinity(0, sizeof(set), &set) == 0)
@@ -1715,7 +1740,37 @@ int config_workers(const struct config *c)
 		long online = sysconf(_SC_NPROCESSORS_ONLN);
 		n = online > 0 ? (int)online : 1;
 	}
-	return n < CONFIG_AUTO_WORKERS_MAX ? n : CONFIG_AUTO_WORKERS_MAX;
+	/* A CPU quota (docker --cpus, a Kubernetes CPU limit) on this process's cgroup
+	 * or any above it (cgroup v2: the "0::/path" line of /proc/self/cgroup). */
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	char line[4096];
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::/", 4) != 0)
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		char dir[4200];
+		snprintf(dir, sizeof(dir), "/sys/fs/cgroup%s", line + 3);
+		for (;;) {
+			int q = config_cgroup_quota_cpus(dir);
+			if (q > 0 && q < n)
+				n = q;
+			char *slash = strrchr(dir, '/');
+			if (!slash || slash - dir <= (long)strlen("/sys/fs/cgroup"))
+				break;
+			*slash = 0;
+		}
+		break;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+int config_workers(const struct config *c)
+{
+	if (c->workers > 0)
+		return c->workers;
+	return config_auto_workers(config_usable_cpus());
 }
 
 void config_print_help(const char *argv0)

@@ -166,10 +166,20 @@ bool db_password_for(const struct db_entry *db, const char *user);
 
 void config_print_help(const char *argv0);
 
-/* The event loops to run: `workers`, or for auto the CPUs this process may run on,
- * at most CONFIG_AUTO_WORKERS_MAX. */
-#define CONFIG_AUTO_WORKERS_MAX 4
+/* The event loops to run: `workers`, or for auto config_auto_workers() of the
+ * usable CPUs. */
 int config_workers(const struct config *c);
+/* auto with `cpus` usable CPUs: one loop each, at least 1 and at most
+ * CONFIG_AUTO_WORKERS_MAX (two loops are what has been measured; the profiler's one
+ * lock is expected to show somewhere past four). */
+#define CONFIG_AUTO_WORKERS_MAX 4
+int config_auto_workers(int cpus);
+/* The CPUs this process may use: its affinity mask (taskset, cpusets), lowered to a
+ * cgroup v2 CPU quota (cpu.max, rounded up) on its cgroup or one above it. */
+int config_usable_cpus(void);
+/* The CPU quota in dir/cpu.max (cgroup v2 "QUOTA PERIOD"), rounded up; 0 for
+ * "max" (none) or when it cannot be read. */
+int config_cgroup_quota_cpus(const char *dir);
 bool host_is_loopback(const char *host);
 
 #endif

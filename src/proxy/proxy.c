@@ -334,10 +334,11 @@ int proxy_init(struct proxy *p, struct event_base *base, struct config *cfg, int
 		return -1;
 	}
 	evconnlistener_set_error_cb(p->listener, accept_error_cb);
-	log_info("listening on %s:%d (%s mode, pool_size %d, auth %s, client TLS %s, server TLS %s, %d worker%s)",
+	log_info("listening on %s:%d (%s mode, pool_size %d, auth %s, client TLS %s, server TLS %s, %d worker%s%s)",
 		 host, cfg->listen_port, pool_mode_name(cfg->pool_mode), cfg->pool_size,
 		 auth_type_name(cfg->auth_type), sslmode_name(cfg->client_tls_sslmode),
-		 sslmode_name(cfg->server_tls_sslmode), shard_count(), shard_count() == 1 ? "" : "s");
+		 sslmode_name(cfg->server_tls_sslmode), shard_count(), shard_count() == 1 ? "" : "s",
+		 cfg->workers ? "" : " (auto)");
 	return 0;
 }
 
@@ -396,8 +397,16 @@ int proxy_reload(struct proxy *self)
 	world_stop(self);
 	if (config_reload(self->cfg, nc, err, sizeof(err)) < 0)
 		goto fail;
-	if (config_workers(nc) != shard_count())
-		log_warn("reload: workers changes only on restart (running %d)", shard_count());
+	/* Compared as written: `auto` left as it was is no change, even if the CPUs it
+	 * would resolve to have changed since the start. */
+	if (nc->workers != self->cfg->workers && config_workers(nc) != shard_count()) {
+		if (nc->workers)
+			log_warn("reload: workers changes only on restart (running %d, the configuration asks for %d)",
+				 shard_count(), nc->workers);
+		else
+			log_warn("reload: workers changes only on restart (running %d, the configuration asks for "
+				 "auto = %d)", shard_count(), config_workers(nc));
+	}
 	nc->workers = self->cfg->workers;
 	for (; loaded < n; loaded++) {
 		if (nc->auth_file && userlist_load(&uls[loaded], nc->auth_file, err, sizeof(err)) < 0)

@@ -16,7 +16,7 @@
  *
  * Shard 0 runs on the main thread; it owns the listener, signals, HTTP and the
  * advisor, and hands each accepted socket to the shard with the fewest clients.
- * With one worker (the default) all of this reduces to one loop: world_stop() is a
+ * With one worker (`workers = 1`, or auto on one CPU) all of this reduces to one loop: world_stop() is a
  * no-op and no lock is taken on the hot path. */
 #ifndef PGMEDIC_SHARD_H
 #define PGMEDIC_SHARD_H

@@ -213,21 +213,55 @@ def test_workers_out_of_range_is_refused(pgmedic, pg, value):
     assert f"workers: expected auto or a number of event loops from 1 to 64, got '{value}'" in err
 
 
+def cgroup_quota_cpus():
+    """The lowest cgroup v2 CPU quota (cpu.max, rounded up) over this process's cgroup
+    and those above it, or None."""
+    try:
+        rel = next(l[3:].strip() for l in open("/proc/self/cgroup") if l.startswith("0::/"))
+    except (OSError, StopIteration):
+        return None
+    best = None
+    parts = [p for p in rel.split("/") if p]
+    for i in range(len(parts), 0, -1):
+        try:
+            quota, period = open("/sys/fs/cgroup/" + "/".join(parts[:i]) + "/cpu.max").read().split()
+        except (OSError, ValueError):
+            continue
+        if quota != "max" and int(period) > 0:
+            n = -(-int(quota) // int(period))
+            best = n if best is None else min(best, n)
+    return best
+
+
 def test_workers_auto_is_one_loop_per_cpu_at_most_four(pgmedic):
-    """The default, `auto`: as many loops as CPUs pgmedic may run on, capped at 4; a
-    reload that asks for another number is told it takes a restart."""
-    want = min(len(os.sched_getaffinity(0)), 4)
-    px = pgmedic(settings={"workers": "auto"}, use_config=True)
+    """The default, `auto`: as many loops as CPUs pgmedic may run on (its affinity,
+    here pinned to two CPUs when there are two, lowered to a cgroup CPU quota), at
+    most 4. A reload that leaves it alone says nothing; one that asks for another
+    number is told it takes a restart."""
+    saved = os.sched_getaffinity(0)
+    pick = set(sorted(saved)[:2])
+    os.sched_setaffinity(0, pick)  # pgmedic inherits it
+    try:
+        px = pgmedic(settings={"workers": "auto"}, use_config=True)
+    finally:
+        os.sched_setaffinity(0, saved)
+    quota = cgroup_quota_cpus()
+    want = min(len(pick), quota or len(pick))
     assert px.metrics().get("pgmedic_workers") == want
-    assert f"{want} worker" in px.stderr_text()
+    assert f"{want} worker{'s' if want > 1 else ''} (auto)" in px.stderr_text()
     conns = spread(px, 2 * want)
     assert sorted({shard_of(c) for c in conns}) == list(range(want))
     for c in conns:
         assert fetch1(c, "SELECT 1") == (1,)
+    px.write_config(pool_size=3)  # workers stays auto
+    px.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded (pool_size 3)" in px.stderr_text(), timeout=5,
+               message="the first reload")
+    assert "workers changes only on restart" not in px.stderr_text()
     px.write_config(workers=want + 1)
     px.signal(signal.SIGHUP)
-    wait_until(lambda: f"workers changes only on restart (running {want})" in px.stderr_text(), timeout=5,
-               message="the reload's warning")
+    wait_until(lambda: f"workers changes only on restart (running {want}, the configuration asks for {want + 1})"
+               in px.stderr_text(), timeout=5, message="the second reload's warning")
     assert px.metrics().get("pgmedic_workers") == want
     assert fetch1(conns[0], "SELECT 2") == (2,)
     for c in conns:

@@ -930,18 +930,66 @@ static void test_names(void **state)
 	assert_string_equal(sslmode_name((enum sslmode)42), "unknown");
 }
 
-/* workers: auto (the default) is one loop per usable CPU, at most 4; a number is
- * taken as is; anything else is refused with what was expected. */
+/* workers: auto (the default) is one loop per usable CPU, at least 1 and at most 4;
+ * usable CPUs are the affinity mask lowered to a cgroup v2 quota; a number is taken
+ * as is; anything else is refused with what was expected. */
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
 static void test_workers(void **state)
 {
 	(void)state;
-	cpu_set_t set;
-	assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
-	int cpus = CPU_COUNT(&set);
-	int want = cpus < CONFIG_AUTO_WORKERS_MAX ? cpus : CONFIG_AUTO_WORKERS_MAX;
+	assert_int_equal(config_auto_workers(0), 1);
+	assert_int_equal(config_auto_workers(1), 1);
+	assert_int_equal(config_auto_workers(3), 3);
+	assert_int_equal(config_auto_workers(4), 4);
+	assert_int_equal(config_auto_workers(64), CONFIG_AUTO_WORKERS_MAX);
+
+	/* cpu.max as cgroup v2 writes it */
+	char dir[] = "/tmp/pgmedic-cgroup-XXXXXX", file[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/cpu.max", dir);
+	assert_int_equal(config_cgroup_quota_cpus(dir), 0); /* no file */
+	const struct { const char *text; int cpus; } quotas[] = {
+		{"max 100000\n", 0}, {"150000 100000\n", 2}, {"100000 100000\n", 1}, {"50000 100000\n", 1},
+		{"400000 100000\n", 4}, {"garbage\n", 0}, {"100000 0\n", 0}, {"", 0},
+	};
+	for (size_t i = 0; i < sizeof(quotas) / sizeof(quotas[0]); i++) {
+		write_file(file, quotas[i].text);
+		if (config_cgroup_quota_cpus(dir) != quotas[i].cpus)
+			fail_msg("cpu.max '%s': expected %d", quotas[i].text, quotas[i].cpus);
+	}
+	unlink(file);
+	rmdir(dir);
+
+	/* pinned to one CPU, auto is one loop; the mask is restored after */
+	cpu_set_t saved, one;
+	assert_int_equal(sched_getaffinity(0, sizeof(saved), &saved), 0);
+	int first = 0;
+	while (!CPU_ISSET(first, &saved))
+		first++;
+	CPU_ZERO(&one);
+	CPU_SET(first, &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	int pinned = config_usable_cpus();
 	struct config c;
 	config_init(&c);
-	assert_int_equal(config_workers(&c), want);
+	int pinned_workers = config_workers(&c);
+	config_free(&c);
+	assert_int_equal(sched_setaffinity(0, sizeof(saved), &saved), 0);
+	assert_int_equal(pinned, 1);
+	assert_int_equal(pinned_workers, 1);
+	int usable = config_usable_cpus();
+	assert_true(usable >= 1 && usable <= CPU_COUNT(&saved));
+
+	config_init(&c);
+	assert_int_equal(c.workers, 0);
+	assert_int_equal(config_workers(&c), config_auto_workers(usable));
 	config_free(&c);
 
 	assert_int_equal(load_args(&c, (char *[]){"pgmedic", "--upstream", "postgresql://h/db", "--workers", "3", NULL}), 0);
@@ -950,7 +998,6 @@ static void test_workers(void **state)
 
 	assert_int_equal(load_args(&c, (char *[]){"pgmedic", "--upstream", "postgresql://h/db", "--set", "workers=AUTO", NULL}), 0);
 	assert_int_equal(c.workers, 0);
-	assert_int_equal(config_workers(&c), want);
 	config_free(&c);
 
 	const char *bad[] = {"0", "65", "two", "-1", "", NULL};
