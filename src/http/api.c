@@ -42,7 +42,11 @@ static bool route_valid(const struct qstat_route *qr)
 	return qr->rt && qr->rt->used && qr->rt->gen == qr->gen;
 }
 
-static json_t *qstat_json(const struct profiler *pr, const struct qstat *q)
+/* The example goes in as received: with keep_literals as a checked JSON string
+ * (null if it is not UTF-8), else unchecked, for queries_json's caller to redact
+ * after the profiler's lock is let go (redact_examples; the redacted text is
+ * checked, and usually valid where only a literal was not). */
+static json_t *qstat_json(const struct qstat *q, bool keep_literals)
 {
 	char hex[17];
 	fp_hex(q->fp, hex);
@@ -83,8 +87,23 @@ static json_t *qstat_json(const struct profiler *pr, const struct qstat *q)
 		json_array_append_new(routes, r);
 	}
 	json_object_set_new(o, "routes", routes);
-	json_object_set_new(o, "example", findings_example(pr, q));
+	json_t *ex = keep_literals ? json_string(q->example) : json_stringn_nocheck(q->example, strlen(q->example));
+	json_object_set_new(o, "example", ex ? ex : json_null());
 	return o;
+}
+
+/* Literals out of every example of /api/queries (unless keep_literals), outside the
+ * lock: a lexer pass per entry. */
+static void redact_examples(json_t *doc)
+{
+	json_t *arr = json_object_get(doc, "queries"), *o;
+	size_t i;
+	json_array_foreach(arr, i, o)
+	{
+		const char *ex = json_string_value(json_object_get(o, "example"));
+		if (ex)
+			json_object_set_new(o, "example", findings_redacted(ex));
+	}
 }
 
 /* Query-string parameters: sort (one of allowed) and limit. */
@@ -174,7 +193,7 @@ static json_t *queries_json(struct proxy *p, int sort, long limit)
 	}
 	qsort(items, n, sizeof(*items), cmp_desc);
 	for (size_t i = 0; i < n && (limit == 0 || (long)i < limit); i++)
-		json_array_append_new(arr, qstat_json(pr, items[i].p));
+		json_array_append_new(arr, qstat_json(items[i].p, pr->keep_literals));
 	free(items);
 	json_t *o = json_object();
 	json_object_set_new(o, "queries", arr);
@@ -410,7 +429,10 @@ bool api_handle(struct proxy *p, struct evhttp_request *req, const char *path)
 		}
 		shard_prof_lock();
 		json_t *j = q ? queries_json(p, sort, limit) : routes_json(p, sort, limit);
+		bool redact = q && !p->prof->keep_literals;
 		shard_prof_unlock();
+		if (redact)
+			redact_examples(j);
 		send_json(req, 200, "OK", j);
 		json_decref(j);
 		return true;

@@ -229,16 +229,19 @@ static json_t *str_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
-json_t *findings_example(const struct profiler *pr, const struct qstat *q)
+json_t *findings_redacted(const char *example)
 {
-	if (pr->keep_literals)
-		return json_string(q->example);
-	size_t len = strlen(q->example), cap = SQL_NORM_BOUND(len);
+	size_t len = strlen(example), cap = SQL_NORM_BOUND(len);
 	char *buf = malloc(cap);
-	long n = buf ? sql_redact(q->example, len, buf, cap) : -1;
+	long n = buf ? sql_redact(example, len, buf, cap) : -1;
 	json_t *j = n >= 0 ? json_stringn(buf, (size_t)n) : json_null();
 	free(buf);
 	return j ? j : json_null();
+}
+
+json_t *findings_example(const struct profiler *pr, const struct qstat *q)
+{
+	return pr->keep_literals ? json_string(q->example) : findings_redacted(q->example);
 }
 
 static const char *severity_for_ms(double per_request_ms, uint64_t count)

@@ -20,6 +20,8 @@ struct findings_opts {
 /* The fingerprint's example as the API shows it: literals replaced by $n unless
  * keep_literals (they can be personal data). */
 json_t *findings_example(const struct profiler *pr, const struct qstat *q);
+/* example with its literals replaced by $n (never NULL: json null when it fails). */
+json_t *findings_redacted(const char *example);
 /* {"findings": [...], "advisor": {...status...}}; NULL when out of memory. */
 json_t *findings_json(struct profiler *pr, const struct findings_opts *o);
 
