@@ -241,7 +241,10 @@ json_t *findings_redacted(const char *example)
 
 json_t *findings_example(const struct profiler *pr, const struct qstat *q)
 {
-	return pr->keep_literals ? json_string(q->example) : findings_redacted(q->example);
+	if (!pr->keep_literals)
+		return findings_redacted(q->example);
+	json_t *j = json_string(q->example); /* NULL when not UTF-8 (a LATIN1 client's literal) */
+	return j ? j : json_null();
 }
 
 static const char *severity_for_ms(double per_request_ms, uint64_t count)

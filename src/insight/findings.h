@@ -18,7 +18,8 @@ struct findings_opts {
 };
 
 /* The fingerprint's example as the API shows it: literals replaced by $n unless
- * keep_literals (they can be personal data). */
+ * keep_literals (they can be personal data); json null when it cannot be shown
+ * (not UTF-8 with keep_literals).  Never NULL. */
 json_t *findings_example(const struct profiler *pr, const struct qstat *q);
 /* example with its literals replaced by $n (never NULL: json null when it fails). */
 json_t *findings_redacted(const char *example);

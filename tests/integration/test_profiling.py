@@ -273,6 +273,28 @@ def test_keep_literals(pgmedic):
     assert "very-secret-literal" in find(queries(px2), "secret_col")["example"]
 
 
+def test_example_with_a_non_utf8_literal(pgmedic):
+    """A LATIN1 client's literal is not UTF-8: redacted (the default), the example
+    still shows, without it; with --keep-literals it cannot be a JSON string and is
+    null. Either way the document stays valid JSON."""
+    px = pgmedic(pool_mode="transaction", pool_size=1)
+    conn = px.connect()
+    conn.set_client_encoding("LATIN1")
+    conn.autocommit = True
+    conn.cursor().execute("SELECT 'caf\u00e9' AS latin_col")
+    conn.close()
+    ex = find(queries(px), "latin_col")["example"]
+    assert isinstance(ex, str) and "latin_col" in ex and "caf" not in ex and "$1" in ex, ex
+
+    px2 = pgmedic(pool_mode="transaction", pool_size=1, args=["--keep-literals"])
+    conn = px2.connect()
+    conn.set_client_encoding("LATIN1")
+    conn.autocommit = True
+    conn.cursor().execute("SELECT 'caf\u00e9' AS latin_col")
+    conn.close()
+    assert find(queries(px2), "latin_col")["example"] is None
+
+
 def test_bounded_fingerprints(pgmedic):
     px = pgmedic(pool_mode="transaction", pool_size=1, settings={"max_fingerprints": 10})
     conn = px.connect()
