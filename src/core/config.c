@@ -1718,13 +1718,10 @@ int config_cgroup_quota_cpus(const char *dir)
 	if (!f)
 		return 0;
 	long long quota = 0, period = 0;
-	char q[32];
-	int ok = fgets(line, sizeof(line), f) && sscanf(line, "%31s %lld", q, &period) == 2;
+	/* "max PERIOD" (no quota) does not scan as two numbers */
+	int ok = fgets(line, sizeof(line), f) && sscanf(line, "%lld %lld", &quota, &period) == 2;
 	fclose(f);
-	if (!ok || strcmp(q, "max") == 0 || period <= 0)
-		return 0;
-	quota = strtoll(q, NULL, 10);
-	if (quota <= 0)
+	if (!ok || quota <= 0 || period <= 0)
 		return 0;
 	long long n = (quota + period - 1) / period;
 	return n > INT_MAX ? INT_MAX : (int)n;

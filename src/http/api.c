@@ -42,11 +42,9 @@ static bool route_valid(const struct qstat_route *qr)
 	return qr->rt && qr->rt->used && qr->rt->gen == qr->gen;
 }
 
-/* The example goes in as received: with keep_literals as a checked JSON string
- * (null if it is not UTF-8), else unchecked, for queries_json's caller to redact
- * after the profiler's lock is let go (redact_examples; the redacted text is
- * checked, and usually valid where only a literal was not). */
-static json_t *qstat_json(const struct qstat *q, bool keep_literals)
+/* The example goes in as received (an unchecked JSON string): queries_json's caller
+ * makes it what the API shows after the profiler's lock is let go (show_examples). */
+static json_t *qstat_json(const struct qstat *q)
 {
 	char hex[17];
 	fp_hex(q->fp, hex);
@@ -87,22 +85,20 @@ static json_t *qstat_json(const struct qstat *q, bool keep_literals)
 		json_array_append_new(routes, r);
 	}
 	json_object_set_new(o, "routes", routes);
-	json_t *ex = keep_literals ? json_string(q->example) : json_stringn_nocheck(q->example, strlen(q->example));
-	json_object_set_new(o, "example", ex ? ex : json_null());
+	json_object_set_new(o, "example", json_stringn_nocheck(q->example, strlen(q->example)));
 	return o;
 }
 
-/* Literals out of every example of /api/queries (unless keep_literals), outside the
- * lock: a lexer pass per entry. */
-static void redact_examples(json_t *doc)
+/* Every example of /api/queries as findings_example_of() shows it (literals out
+ * unless keep_literals: a lexer pass per entry), outside the lock. */
+static void show_examples(json_t *doc, bool keep_literals)
 {
 	json_t *arr = json_object_get(doc, "queries"), *o;
 	size_t i;
 	json_array_foreach(arr, i, o)
 	{
 		const char *ex = json_string_value(json_object_get(o, "example"));
-		if (ex)
-			json_object_set_new(o, "example", findings_redacted(ex));
+		json_object_set_new(o, "example", ex ? findings_example_of(ex, keep_literals) : json_null());
 	}
 }
 
@@ -193,7 +189,7 @@ static json_t *queries_json(struct proxy *p, int sort, long limit)
 	}
 	qsort(items, n, sizeof(*items), cmp_desc);
 	for (size_t i = 0; i < n && (limit == 0 || (long)i < limit); i++)
-		json_array_append_new(arr, qstat_json(items[i].p, pr->keep_literals));
+		json_array_append_new(arr, qstat_json(items[i].p));
 	free(items);
 	json_t *o = json_object();
 	json_object_set_new(o, "queries", arr);
@@ -429,10 +425,10 @@ bool api_handle(struct proxy *p, struct evhttp_request *req, const char *path)
 		}
 		shard_prof_lock();
 		json_t *j = q ? queries_json(p, sort, limit) : routes_json(p, sort, limit);
-		bool redact = q && !p->prof->keep_literals;
+		bool keep_literals = p->prof->keep_literals;
 		shard_prof_unlock();
-		if (redact)
-			redact_examples(j);
+		if (q)
+			show_examples(j, keep_literals);
 		send_json(req, 200, "OK", j);
 		json_decref(j);
 		return true;

@@ -229,22 +229,24 @@ static json_t *str_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
-json_t *findings_redacted(const char *example)
+json_t *findings_example_of(const char *example, bool keep_literals)
 {
-	size_t len = strlen(example), cap = SQL_NORM_BOUND(len);
-	char *buf = malloc(cap);
-	long n = buf ? sql_redact(example, len, buf, cap) : -1;
-	json_t *j = n >= 0 ? json_stringn(buf, (size_t)n) : json_null();
-	free(buf);
+	json_t *j;
+	if (keep_literals) {
+		j = json_string(example); /* NULL when not UTF-8 (a LATIN1 client's literal) */
+	} else {
+		size_t len = strlen(example), cap = SQL_NORM_BOUND(len);
+		char *buf = malloc(cap);
+		long n = buf ? sql_redact(example, len, buf, cap) : -1;
+		j = n >= 0 ? json_stringn(buf, (size_t)n) : NULL;
+		free(buf);
+	}
 	return j ? j : json_null();
 }
 
 json_t *findings_example(const struct profiler *pr, const struct qstat *q)
 {
-	if (!pr->keep_literals)
-		return findings_redacted(q->example);
-	json_t *j = json_string(q->example); /* NULL when not UTF-8 (a LATIN1 client's literal) */
-	return j ? j : json_null();
+	return findings_example_of(q->example, pr->keep_literals);
 }
 
 static const char *severity_for_ms(double per_request_ms, uint64_t count)

@@ -21,8 +21,8 @@ struct findings_opts {
  * keep_literals (they can be personal data); json null when it cannot be shown
  * (not UTF-8 with keep_literals).  Never NULL. */
 json_t *findings_example(const struct profiler *pr, const struct qstat *q);
-/* example with its literals replaced by $n (never NULL: json null when it fails). */
-json_t *findings_redacted(const char *example);
+/* The same for an example text (findings_example is this of q->example). */
+json_t *findings_example_of(const char *example, bool keep_literals);
 /* {"findings": [...], "advisor": {...status...}}; NULL when out of memory. */
 json_t *findings_json(struct profiler *pr, const struct findings_opts *o);
 

@@ -613,28 +613,12 @@ void prep_server_attach(struct server *sv, struct proxy *to)
 			pstmt_unref(to, nst);
 			continue;
 		}
-		if (t->e[i].stale) {
-			struct pstmt **ns = realloc(sv->prep.stale, (sv->prep.nstale + 1) * sizeof(*ns));
-			if (!ns) {
-				pstmt_unref(to, nst);
-				continue;
-			}
-			sv->prep.stale = ns;
-			sv->prep.stale[sv->prep.nstale++] = nst;
-		} else {
-			if (sv->prep.n == sv->prep.cap) {
-				size_t nc = sv->prep.cap ? sv->prep.cap * 2 : 16;
-				struct sv_stmt *ns = realloc(sv->prep.set, nc * sizeof(*ns));
-				if (!ns) {
-					pstmt_unref(to, nst);
-					continue;
-				}
-				sv->prep.set = ns;
-				sv->prep.cap = nc;
-			}
-			sv->prep.set[sv->prep.n].st = nst;
-			sv->prep.set[sv->prep.n++].last_use = t->e[i].last_use;
-		}
+		/* The server's entries take their own references; intern's goes after. */
+		if (t->e[i].stale)
+			stale_add(sv, nst);
+		else if (server_add(sv, nst) == 0)
+			sv->prep.set[sv->prep.n - 1].last_use = t->e[i].last_use; /* its LRU place */
+		pstmt_unref(to, nst);
 	}
 	transit_free(t);
 }

@@ -399,13 +399,11 @@ int proxy_reload(struct proxy *self)
 		goto fail;
 	/* Compared as written: `auto` left as it was is no change, even if the CPUs it
 	 * would resolve to have changed since the start. */
-	if (nc->workers != self->cfg->workers && config_workers(nc) != shard_count()) {
-		if (nc->workers)
-			log_warn("reload: workers changes only on restart (running %d, the configuration asks for %d)",
-				 shard_count(), nc->workers);
-		else
-			log_warn("reload: workers changes only on restart (running %d, the configuration asks for "
-				 "auto = %d)", shard_count(), config_workers(nc));
+	if (nc->workers != self->cfg->workers) {
+		int want = config_workers(nc);
+		if (want != shard_count())
+			log_warn("reload: workers changes only on restart (running %d, the configuration asks for %s%d)",
+				 shard_count(), nc->workers ? "" : "auto = ", want);
 	}
 	nc->workers = self->cfg->workers;
 	for (; loaded < n; loaded++) {

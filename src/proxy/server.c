@@ -444,6 +444,23 @@ static void login_complete(struct server *sv)
 	pool_server_ready(sv);
 }
 
+/* A server detached for sending (server_send) joins the idle list of sv->pool on
+ * sv->proxy's loop: statements, events.  -1: it could not, and is closed. */
+static int server_rejoin(struct server *sv)
+{
+	prep_server_attach(sv, sv->proxy);
+	int rc = conn_bind(&sv->c, sv->proxy->base, server_event, sv);
+	/* On the idle list first: every way out of it (closed for server_lifetime, a
+	 * lowered pool_size, shutdown) then gives its pool_size slot back. */
+	pool_server_move(sv, SV_IDLE);
+	if (rc < 0) {
+		server_close(sv, "out of memory");
+		return -1;
+	}
+	conn_want_read(&sv->c, true);
+	return 0;
+}
+
 /* On the receiving shard: the server joins its pool there and serves the first
  * waiting client, if any (from the top of the loop: nothing holds sv). */
 static void server_arrive(struct proxy *p, void *arg)
@@ -453,17 +470,9 @@ static void server_arrive(struct proxy *p, void *arg)
 	sv->proxy = p;
 	sv->pool = sv->give_to;
 	sv->give_to = NULL;
-	prep_server_attach(sv, p);
 	p->server_moves++;
-	if (conn_bind(&sv->c, p->base, server_event, sv) < 0) {
-		pool_server_move(sv, SV_IDLE);
-		server_close(sv, "out of memory");
+	if (server_rejoin(sv) < 0)
 		return;
-	}
-	/* On the idle list first: every way out of it (closed for server_lifetime, a
-	 * lowered pool_size, shutdown) then gives its pool_size slot back. */
-	pool_server_move(sv, SV_IDLE);
-	conn_want_read(&sv->c, true);
 	SLOG(LOG_DEBUG, sv, "moved from worker %d to worker %d", from->proxy->shard, p->shard);
 	if (p->shutting_down) {
 		server_close(sv, "pgmedic is shutting down");
@@ -490,15 +499,8 @@ void server_send(struct server *sv)
 	conn_unbind(&sv->c);
 	prep_server_detach(sv); /* sv->proxy is still this shard's */
 	if (shard_post(to->proxy, server_arrive, server_lost, sv) < 0) {
-		sv->give_to = NULL;
-		prep_server_attach(sv, sv->proxy);
-		if (conn_bind(&sv->c, sv->proxy->base, server_event, sv) < 0) {
-			pool_server_move(sv, SV_IDLE);
-			server_close(sv, "out of memory");
-			return;
-		}
-		pool_server_move(sv, SV_IDLE);
-		conn_want_read(&sv->c, true);
+		sv->give_to = NULL; /* stays here */
+		(void)server_rejoin(sv);
 	}
 }
 

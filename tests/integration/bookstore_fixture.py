@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PGMEDIC_BIN, REPO, SANITIZER_MARKERS, free_port, port_accepts
+from conftest import PGMEDIC_BIN, REPO, SANITIZER_MARKERS, TEST_WORKERS, free_port, port_accepts
 
 APP = REPO / "examples" / "bookstore"
 PYTHON = "/usr/bin/python3"          # Debian's: Django 4.2 and psycopg2
@@ -141,8 +141,7 @@ class Bookstore:
                 "--http", f"127.0.0.1:{self.http_port}"]
         for k, v in PGMEDIC_SETTINGS.items():
             argv += ["--set", f"{k}={v}"]
-        # As conftest's factory: PGMEDIC_TEST_WORKERS event loops, 1 when unset.
-        argv += ["--workers", os.environ.get("PGMEDIC_TEST_WORKERS") or "1"]
+        argv += ["--workers", TEST_WORKERS]  # as conftest's factory
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")

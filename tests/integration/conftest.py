@@ -38,6 +38,9 @@ import pgwire
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 REPO = Path(__file__).resolve().parents[2]
 PGMEDIC_BIN = Path(os.environ.get("PGMEDIC_BIN", "build/asan/pgmedic"))
+# Every pgmedic the tests start runs with PGMEDIC_TEST_WORKERS event loops (1 when
+# unset), not with the default `auto`, which depends on the machine's CPUs.
+TEST_WORKERS = os.environ.get("PGMEDIC_TEST_WORKERS") or "1"
 if not PGMEDIC_BIN.is_absolute():
     PGMEDIC_BIN = REPO / PGMEDIC_BIN
 
@@ -516,11 +519,8 @@ class PgMedicFactory:
         if upstream is None:
             upstream = self.pg.url()
         log_level = log_level or os.environ.get("PGMEDIC_TEST_LOG_LEVEL")
-        # Every test's pgmedic runs with PGMEDIC_TEST_WORKERS event loops (1 when
-        # unset), not with the default `auto`, which depends on the machine's CPUs.
-        workers = os.environ.get("PGMEDIC_TEST_WORKERS") or "1"
         if "workers" not in (settings or {}):
-            settings = dict(settings or {}, workers=workers)
+            settings = dict(settings or {}, workers=TEST_WORKERS)
         if databases is not None:
             use_config = True
         if use_config:
